@@ -1,0 +1,57 @@
+// Package cliapp is the edge every role shares between urfave/cli and the
+// process: it runs an App and turns the outcome into an exit status.
+//
+// Exit statuses: 0 success; a command's own codes (documented per command)
+// via Exit; 255 for any other fatal error (SPEC §2.2), whose message goes to
+// stderr on one line.
+package cliapp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// ExitError ends the process with Code after printing Message (if any) to stderr.
+type ExitError struct {
+	Code    int
+	Message string
+}
+
+func (e *ExitError) Error() string { return e.Message }
+
+// Exit ends the command with code, printing msg to stderr when it is not empty.
+func Exit(code int, msg string) error { return &ExitError{Code: code, Message: msg} }
+
+// Fatalf is a generic fatal error: message to stderr, exit 255.
+func Fatalf(format string, a ...any) error {
+	return &ExitError{Code: 255, Message: fmt.Sprintf(format, a...)}
+}
+
+// Run runs app with argv and returns the exit status.
+func Run(app *cli.App, argv []string, stderr io.Writer) int {
+	app.ExitErrHandler = func(*cli.Context, error) {} // we map errors ourselves
+	err := app.Run(argv)
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Message != "" {
+			fmt.Fprintln(stderr, strings.TrimSuffix(ee.Message, "\n"))
+		}
+		return ee.Code
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(stderr, strings.TrimSuffix(msg, "\n"))
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintln(stderr, strings.TrimSuffix(err.Error(), "\n"))
+	return 255
+}

@@ -1,0 +1,162 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strings"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+)
+
+// Control is ctrl-exec.conf (SPEC §6.1), read by the control-host CLI and the API.
+type Control struct {
+	Path string // the file it was read from
+
+	Cert, Key, CA  string // mTLS identity and CA (required by LoadControl)
+	AuthHook       string // "" = no hook
+	APIAuthDefault string // "allow" or "deny" (anything but allow, any case, is deny)
+	APIBind        string
+	APICert        string // "" = plain HTTP
+	APIKey         string
+
+	CADir        string // undocumented upstream override; default paths.ConfDir
+	RotationFile string // default paths.RotationFile
+	RegistryDir  string // default paths.AgentsDir
+
+	ReadTimeout       int // seconds; `timeout` is the deprecated alias
+	APIPort           int
+	CertDays          int // 0 = unset: each caller picks its own default (B-16, D-18)
+	CertRenewalDays   int
+	CertOverlapDays   int
+	CertCheckInterval int // seconds
+	PairingMaxQueue   int
+
+	APIMaxInflight  int  // Go-only: concurrent in-flight API runs
+	APIRotationLoop bool // Go-only: run the rotation check loop in the API (D-24)
+
+	Raw map[string]string // every key read, value as written
+}
+
+// Defaults of ctrl-exec.conf (SPEC §6.1 table).
+const (
+	DefaultReadTimeout       = 60
+	DefaultAPIPort           = 7445
+	DefaultAPIBind           = "127.0.0.1"
+	DefaultCertRenewalDays   = 90
+	DefaultCertOverlapDays   = 30
+	DefaultCertCheckInterval = 14400
+	DefaultPairingMaxQueue   = 10
+	DefaultAPIMaxInflight    = 64
+)
+
+var (
+	// A line starting with '#' or any whitespace is skipped, so indented
+	// `key = value` lines are ignored, as upstream does.
+	controlKV = regexp.MustCompile(`^` + sp + `*(\w+)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
+)
+
+// LoadControl reads ctrl-exec.conf and requires cert, key and ca.
+// Warnings (invalid numbers, D-11) are returned for the caller to log.
+func LoadControl(path string, p paths.Paths) (*Control, []Warning, error) {
+	c, warns, err := readControl(path, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, k := range []string{"cert", "key", "ca"} {
+		if c.Raw[k] == "" {
+			return nil, warns, fmt.Errorf("Missing '%s' in %s", k, path)
+		}
+	}
+	return c, warns, nil
+}
+
+// ReadControlOptional reads ctrl-exec.conf without requiring any key, for
+// callers that only want an optional setting (approve reading cert_days).
+// A file that does not exist yields the defaults and no error; any other
+// read failure is an error.
+func ReadControlOptional(path string, p paths.Paths) (*Control, []Warning, error) {
+	c, warns, err := readControl(path, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return controlFrom(path, p, newStore())
+	}
+	return c, warns, err
+}
+
+func readControl(path string, p paths.Paths) (*Control, []Warning, error) {
+	lines, err := readLines(path, "config")
+	if err != nil {
+		return nil, nil, err
+	}
+	s := newStore()
+	for i, line := range lines {
+		if line == "" || line[0] == '#' || isPerlSpace(line[0]) {
+			continue
+		}
+		m := controlKV.FindStringSubmatch(line)
+		if m == nil {
+			continue // upstream ignores lines it does not understand
+		}
+		if err := s.set(m[1], m[2], i+1); err != nil {
+			return nil, nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+		}
+	}
+	return controlFrom(path, p, s)
+}
+
+func controlFrom(path string, p paths.Paths, s *store) (*Control, []Warning, error) {
+	var warns []Warning
+	positive := func(n int) bool { return n > 0 }
+	c := &Control{
+		Path:         path,
+		Cert:         s.str("cert", ""),
+		Key:          s.str("key", ""),
+		CA:           s.str("ca", ""),
+		AuthHook:     s.str("auth_hook", ""),
+		APIBind:      s.str("api_bind", DefaultAPIBind),
+		APICert:      s.str("api_cert", ""),
+		APIKey:       s.str("api_key", ""),
+		CADir:        s.str("ca_dir", p.ConfDir()),
+		RotationFile: s.str("rotation_file", p.RotationFile()),
+		RegistryDir:  s.str("registry_dir", p.AgentsDir()),
+		Raw:          s.raw(),
+	}
+
+	c.APIAuthDefault = "deny"
+	if strings.EqualFold(s.str("api_auth_default", "deny"), "allow") {
+		c.APIAuthDefault = "allow"
+	}
+
+	// read_timeout wins; the deprecated `timeout` counts only when read_timeout is absent.
+	if _, ok := s.get("read_timeout"); ok {
+		fallback := DefaultReadTimeout
+		if v, ok := s.get("timeout"); ok {
+			if n, ok := wholeNumber(v); ok {
+				fallback = n
+			}
+		}
+		c.ReadTimeout, _ = s.number("read_timeout", fallback, nil, &warns)
+	} else {
+		c.ReadTimeout, _ = s.number("timeout", DefaultReadTimeout, nil, &warns)
+	}
+
+	c.APIPort, _ = s.number("api_port", DefaultAPIPort, func(n int) bool { return n <= 65535 }, &warns)
+	c.CertDays, _ = s.number("cert_days", 0, nil, &warns)
+	c.CertRenewalDays, _ = s.number("cert_renewal_days", DefaultCertRenewalDays, nil, &warns)
+	c.CertOverlapDays, _ = s.number("cert_overlap_days", DefaultCertOverlapDays, nil, &warns)
+	c.CertCheckInterval, _ = s.number("cert_check_interval", DefaultCertCheckInterval, positive, &warns)
+	c.PairingMaxQueue, _ = s.number("pairing_max_queue", DefaultPairingMaxQueue, nil, &warns)
+	c.APIMaxInflight, _ = s.number("api_max_inflight", DefaultAPIMaxInflight, positive, &warns)
+
+	if v, ok := s.get("api_rotation_loop"); ok {
+		// ini's Bool accepts 1/t/y/yes/true/on and 0/f/n/no/false/off (lower, Title or UPPER case).
+		on, err := s.key("api_rotation_loop").Bool()
+		if err != nil {
+			warns = append(warns, Warning{Key: "api_rotation_loop", Msg: fmt.Sprintf(
+				"line %d: %q is not yes/no, true/false, on/off or 1/0 - using default off", s.line["api_rotation_loop"], v)})
+		}
+		c.APIRotationLoop = on && err == nil
+	}
+	return c, warns, nil
+}

@@ -1,0 +1,165 @@
+// Package logx turns zerolog events into ctrl-exec's syslog lines (SPEC §17):
+// the event message is the ACTION, every field follows sorted by key, and a
+// value containing whitespace is wrapped in double quotes without escaping.
+//
+//	log.Info().Str("SCRIPT", "backup").Int("EXIT", 0).Msg("run")
+//	→ ACTION=run EXIT=0 SCRIPT=backup
+//
+// The sink comes from $CTRL_EXEC_LOG: "syslog" (default), "stderr", or a file
+// path. Tokens are never passed to a logger.
+package logx
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/syslog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
+)
+
+// Idents per role (SPEC §1.1). Log pipelines filter on these.
+const (
+	IdentDispatcher = "ctrl-exec-dispatcher"
+	IdentAgent      = "ctrl-exec-agent"
+	IdentAPI        = "ctrl-exec-api"
+)
+
+// New returns the process logger for ident. Daemons fall back to stderr when
+// syslog is unreachable; one-shot commands then log nothing (D-28).
+func New(ident string, daemon bool) zerolog.Logger {
+	sink := os.Getenv("CTRL_EXEC_LOG")
+	switch sink {
+	case "", "syslog":
+		if w, err := syslog.Dial("", "", syslog.LOG_DAEMON|syslog.LOG_INFO, ident); err == nil {
+			return newLogger(&syslogSink{w: w})
+		}
+		if daemon {
+			return newLogger(&lineSink{w: os.Stderr, prefix: ident + ": "})
+		}
+		return zerolog.Nop()
+	case "stderr":
+		return newLogger(&lineSink{w: os.Stderr, prefix: ident + ": "})
+	default:
+		f, err := os.OpenFile(sink, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0640)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: cannot open log file '%s': %v - logging to stderr\n", ident, sink, err)
+			return newLogger(&lineSink{w: os.Stderr, prefix: ident + ": "})
+		}
+		return newLogger(&lineSink{w: f, prefix: fmt.Sprintf("%s[%d]: ", ident, os.Getpid())})
+	}
+}
+
+// NewWriter logs "ident[pid]: <line>" to w; for tests and embedding.
+func NewWriter(ident string, w io.Writer) zerolog.Logger {
+	return newLogger(&lineSink{w: w, prefix: fmt.Sprintf("%s[%d]: ", ident, os.Getpid())})
+}
+
+func newLogger(s sink) zerolog.Logger {
+	return zerolog.New(&eventWriter{sink: s}).Level(zerolog.InfoLevel)
+}
+
+type sink interface {
+	emit(level zerolog.Level, line string) error
+}
+
+// eventWriter receives zerolog's JSON events and renders them as §17 lines.
+type eventWriter struct{ sink sink }
+
+func (e *eventWriter) Write(p []byte) (int, error) {
+	return e.WriteLevel(zerolog.InfoLevel, p)
+}
+
+func (e *eventWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
+	line, err := Format(p)
+	if err != nil {
+		return 0, err
+	}
+	if err := e.sink.emit(level, line); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Format renders one zerolog JSON event as an ACTION= line.
+func Format(event []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(event))
+	dec.UseNumber()
+	var fields map[string]any
+	if err := dec.Decode(&fields); err != nil {
+		return "", fmt.Errorf("logx: bad event: %w", err)
+	}
+	action := fields[zerolog.MessageFieldName]
+	delete(fields, zerolog.MessageFieldName)
+	delete(fields, zerolog.LevelFieldName)
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("ACTION=")
+	b.WriteString(value(action))
+	for _, k := range keys {
+		b.WriteByte(' ')
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(value(fields[k]))
+	}
+	return b.String(), nil
+}
+
+func value(v any) string {
+	var s string
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		s = strings.TrimSuffix(x, "\n")
+	case json.Number:
+		return x.String()
+	case bool:
+		if x {
+			return "1"
+		}
+		return "0"
+	default:
+		b, _ := json.Marshal(x)
+		s = string(b)
+	}
+	if strings.ContainsAny(s, " \t\r\n\f\v") {
+		return `"` + s + `"`
+	}
+	return s
+}
+
+type syslogSink struct{ w *syslog.Writer }
+
+func (s *syslogSink) emit(level zerolog.Level, line string) error {
+	switch {
+	case level >= zerolog.ErrorLevel:
+		return s.w.Err(line)
+	case level == zerolog.WarnLevel:
+		return s.w.Warning(line)
+	default:
+		return s.w.Info(line)
+	}
+}
+
+type lineSink struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+}
+
+func (s *lineSink) emit(_ zerolog.Level, line string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := io.WriteString(s.w, s.prefix+line+"\n")
+	return err
+}

@@ -1,0 +1,9 @@
+package api
+
+import "fmt"
+
+// Main is a stub until the role lands.
+func Main(prog string, args []string) int {
+	fmt.Println(prog, "not implemented yet")
+	return 255
+}

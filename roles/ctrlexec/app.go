@@ -1,0 +1,120 @@
+// Package ctrlexec is the control-host CLI (ctrl-exec, ctrl-exec-dispatcher,
+// ced): a thin layer of commands over pkg/.
+package ctrlexec
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliargs"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+)
+
+// options is the Getopt table of SPEC §3.1: valid anywhere before "--".
+var options = cliargs.Spec{
+	PassThrough: true,
+	Options: []cliargs.Option{
+		{Name: "config", TakesArg: true},
+		{Name: "json"},
+		{Name: "port", TakesArg: true},
+		{Name: "username", TakesArg: true},
+		{Name: "token", TakesArg: true},
+	},
+}
+
+// env is what every command needs, built once per invocation and passed in.
+type env struct {
+	paths  paths.Paths
+	log    zerolog.Logger
+	now    func() time.Time
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Main runs the control-host CLI and returns the exit status.
+func Main(prog string, args []string) int {
+	e := &env{
+		paths:  paths.FromEnv(),
+		now:    time.Now,
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+	}
+	parsed, err := cliargs.Parse(options, args)
+	if err != nil {
+		io.WriteString(e.stderr, err.Error()+"\n"+usage)
+		return 255
+	}
+	if parsed.Mode == "" && !parsed.Help && !parsed.Version {
+		io.WriteString(e.stderr, usage)
+		return 255
+	}
+	app := newApp(e)
+	if parsed.Mode != "" && app.Command(parsed.Mode) == nil {
+		io.WriteString(e.stderr, "Unknown mode '"+parsed.Mode+"'\n"+usage)
+		return 255
+	}
+	// pairing-mode is a daemon for logging purposes (D-28).
+	e.log = logx.New(logx.IdentDispatcher, parsed.Mode == "pairing-mode")
+	return cliapp.Run(app, parsed.Argv(prog), e.stderr)
+}
+
+func newApp(e *env) *cli.App {
+	app := &cli.App{
+		Name:            "ctrl-exec",
+		Usage:           "run allowlisted scripts on a fleet of ctrl-exec agents over mTLS",
+		Version:         buildinfo.Version,
+		Writer:          e.stdout,
+		ErrWriter:       e.stderr,
+		HideHelpCommand: true,
+		Flags:           globalFlags(e),
+		Commands: []*cli.Command{
+			runCommand(e),
+			pingCommand(e),
+			listLocksCommand(e),
+			pairingModeCommand(e),
+			listRequestsCommand(e),
+			approveCommand(e),
+			denyCommand(e),
+			setupCACommand(e),
+			setupCtrlExecCommand(e),
+			listAgentsCommand(e),
+			unpairCommand(e),
+			rotateCertCommand(e),
+			serialStatusCommand(e),
+		},
+	}
+	return app
+}
+
+func globalFlags(e *env) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Value: e.paths.ControlConf(), Usage: "control-host config `FILE`"},
+		&cli.BoolFlag{Name: "json", Usage: "print JSON on stdout (run, ping, list-agents, list-requests, list-locks, serial-status)"},
+		&cli.IntFlag{Name: "port", Usage: "default agent `PORT` for run/ping (7443), or the pairing listener port (7444)"},
+		&cli.StringFlag{Name: "username", Value: os.Getenv("USER"), Usage: "advisory identity forwarded to auth hooks and agents"},
+		&cli.StringFlag{Name: "token", Value: os.Getenv("ENVEXEC_TOKEN"), Usage: "opaque token forwarded to auth hooks and agents; never logged (default $ENVEXEC_TOKEN)"},
+	}
+}
+
+const usage = `Usage: ctrl-exec [options] <mode> [args...]
+
+Modes:
+  run <host>[:<port>] [<host>...] <script> [-- <arg>...]
+  ping <host>[:<port>] [<host>...]
+  pairing-mode              list-requests            approve <reqid>
+  deny <reqid>              setup-ca                 setup-ctrl-exec
+  list-agents               list-locks               unpair <hostname>
+  rotate-cert               serial-status
+
+Options: --config <path> --json --port <n> --username <name> --token <token>
+Run 'ctrl-exec <mode> --help' for details.
+`
