@@ -113,7 +113,7 @@ func Parse(spec Spec, args []string) (Parsed, error) {
 	}
 	if len(positional) > 0 {
 		p.Mode, positional = positional[0], positional[1:]
-	} else if len(tail) == 0 || spec.DefaultMode != "" {
+	} else if !p.Help && (len(tail) == 0 || spec.DefaultMode != "") {
 		p.Mode = spec.DefaultMode
 	}
 	if rest := append(positional, tail...); len(rest) > 0 {

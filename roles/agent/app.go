@@ -1,0 +1,106 @@
+// Package agent is the agent role (ctrl-exec-agent, cea): the mTLS server
+// that runs allowlisted scripts, plus pairing and self-checks.
+package agent
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliargs"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+)
+
+// options is the agent's option table (SPEC §4.1). Unknown options are usage
+// errors; --ctrl-exec is accepted for --dispatcher (D-7).
+var options = cliargs.Spec{
+	DefaultMode: "serve",
+	Options: []cliargs.Option{
+		{Name: "config", TakesArg: true},
+		{Name: "allowlist", TakesArg: true},
+		{Name: "dispatcher", TakesArg: true, Alias: "ctrl-exec"},
+		{Name: "port", TakesArg: true},
+		{Name: "background"},
+		{Name: "timeout", TakesArg: true},
+		{Name: pairingChildFlag, TakesArg: true}, // internal: the detached background-pairing helper (D-9)
+	},
+}
+
+// env is what every agent command needs, built once per invocation.
+type env struct {
+	paths  paths.Paths
+	log    zerolog.Logger
+	now    func() time.Time
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Main runs the agent CLI and returns the exit status.
+func Main(prog string, args []string) int {
+	e := &env{
+		paths:  paths.FromEnv(),
+		now:    time.Now,
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+	}
+	parsed, err := cliargs.Parse(options, args)
+	if err != nil {
+		io.WriteString(e.stderr, err.Error()+"\n"+usage)
+		return 255
+	}
+	app := newApp(e)
+	if parsed.Mode != "" && app.Command(parsed.Mode) == nil {
+		io.WriteString(e.stderr, "Unknown mode '"+parsed.Mode+"'\n"+usage)
+		return 255
+	}
+	e.log = logx.New(logx.IdentAgent, parsed.Mode == "serve" || parsed.Mode == "request-pairing")
+	return cliapp.Run(app, parsed.Argv(prog), e.stderr)
+}
+
+func newApp(e *env) *cli.App {
+	return &cli.App{
+		Name:            "ctrl-exec-agent",
+		Usage:           "serve allowlisted scripts to the ctrl-exec control host over mTLS",
+		Version:         buildinfo.Version,
+		Writer:          e.stdout,
+		ErrWriter:       e.stderr,
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Value: e.paths.AgentConf(), Usage: "agent config `FILE` (serve, self-check, self-ping)"},
+			&cli.StringFlag{Name: "allowlist", Value: e.paths.ScriptsConf(), Usage: "script allowlist `FILE` (serve, self-check)"},
+			&cli.StringFlag{Name: "dispatcher", Aliases: []string{"ctrl-exec"}, Usage: "control `HOST` to pair with (request-pairing)"},
+			&cli.IntFlag{Name: "port", Value: 7444, Usage: "control host pairing `PORT` (request-pairing)"},
+			&cli.BoolFlag{Name: "background", Usage: "print the request ID and wait for approval in a detached helper (request-pairing)"},
+			&cli.IntFlag{Name: "timeout", Value: 30, Usage: "`SECONDS` the background helper waits for approval, at most 600; 0 = no limit"},
+			&cli.StringFlag{Name: pairingChildFlag, Hidden: true},
+		},
+		Commands: []*cli.Command{
+			serveCommand(e),
+			requestPairingCommand(e),
+			pairingStatusCommand(e),
+			selfCheckCommand(e),
+			selfPingCommand(e),
+		},
+	}
+}
+
+const usage = `Usage: ctrl-exec-agent [options] [mode]
+
+Modes:
+  serve              run the mTLS agent server (default)
+  request-pairing    --dispatcher <host> [--port 7444] [--background [--timeout 30]]
+  pairing-status     report whether this agent holds certificates
+  self-check         validate config, allowlist and certificates
+  self-ping          connect to the local agent over mTLS and ping it
+
+Options: --config <path> --allowlist <path> --dispatcher <host> --port <n> --background --timeout <n>
+Run 'ctrl-exec-agent <mode> --help' for details.
+`
