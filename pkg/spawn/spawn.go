@@ -89,7 +89,7 @@ type Result struct {
 // requires a script to run to completion even if the control host gave up.
 func Run(ctx context.Context, cmd Cmd) Result {
 	if err := ctx.Err(); err != nil {
-		return noStart(fmt.Errorf("spawn %s: not started: %w", cmd.Path, err), false, true)
+		return noStart(fmt.Errorf("spawn %s: not started: %w", cmd.Path, err), cmd.DiscardOutput, true)
 	}
 	if !filepath.IsAbs(cmd.Path) {
 		return execFailed(cmd.Path, fmt.Errorf("spawn %q: path is not absolute", cmd.Path))
@@ -136,18 +136,25 @@ func Run(ctx context.Context, cmd Cmd) Result {
 	select {
 	case <-exited:
 	case <-ctx.Done():
-		// The leader is not reaped yet, so its pgid cannot have been reused.
-		_ = syscall.Kill(-proc.Pid, syscall.SIGKILL)
-		res.Canceled = true
-		<-exited
+		select {
+		case <-exited: // it finished on its own; leave its descendants be
+		default:
+			// The leader is not reaped yet, so its pgid cannot have been reused.
+			_ = syscall.Kill(-proc.Pid, syscall.SIGKILL)
+			res.Canceled = true
+			<-exited
+		}
 	}
 	state, werr := proc.Wait()
 
-	if res.Canceled {
-		limit := time.Now().Add(cancelGrace)
-		p.setDeadlines(limit)
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		p.setDeadlines(time.Now().Add(cancelGrace))
+		<-drained
 	}
-	wg.Wait()
 
 	if !cmd.DiscardOutput {
 		res.Stdout, res.Stderr = stdout.Bytes(), stderr.Bytes()
