@@ -45,17 +45,17 @@ func isPerlSpace(b byte) bool {
 	return false
 }
 
+func isPerlSpaceRune(r rune) bool { return r < utf8.RuneSelf && isPerlSpace(byte(r)) }
+
 // blankOrComment is the skip rule shared by agent.conf and scripts.conf:
 // `^\s*#` or `^\s*$`.
 func blankOrComment(line string) bool {
-	rest := strings.TrimLeftFunc(line, func(r rune) bool { return r < utf8.RuneSelf && isPerlSpace(byte(r)) })
+	rest := strings.TrimLeftFunc(line, isPerlSpaceRune)
 	return rest == "" || rest[0] == '#'
 }
 
 // trimPerlSpace strips Perl \s characters from both ends.
-func trimPerlSpace(s string) string {
-	return strings.TrimFunc(s, func(r rune) bool { return r < utf8.RuneSelf && isPerlSpace(byte(r)) })
-}
+func trimPerlSpace(s string) string { return strings.TrimFunc(s, isPerlSpaceRune) }
 
 // readLines reads path the way Perl's `while (<$fh>) { chomp; ... }` does:
 // lines split on "\n" only (a "\r" stays on the line), no trailing empty line.
@@ -118,12 +118,13 @@ func wholeNumber(v string) (n int, ok bool) {
 // parser does not follow SPEC §6), but ini.v1 is the project's typed store,
 // so tokens go into an ini.File and are read back through it.
 type store struct {
+	path string
 	file *ini.File
 	line map[string]int // line number of the last occurrence of each top-level key
 }
 
-func newStore() *store {
-	return &store{file: ini.Empty(), line: map[string]int{}}
+func newStore(path string) *store {
+	return &store{path: path, file: ini.Empty(), line: map[string]int{}}
 }
 
 // set records a top-level key; a later occurrence replaces an earlier one.
@@ -175,22 +176,23 @@ func (s *store) str(key, def string) string {
 	return def
 }
 
-// number returns key as a whole number, def when absent. An invalid value
-// (not digits, too large, or rejected by valid) adds a Warning and yields
-// def (D-11). present reports whether a usable value was found.
-func (s *store) number(key string, def int, valid func(int) bool, warns *[]Warning) (n int, present bool) {
+// number returns key as a whole number, def when absent. A value that is not
+// digits, is too large, or fails valid adds a Warning and yields def (D-11);
+// want describes the accepted values for that warning.
+func (s *store) number(key string, def int, want string, valid func(int) bool, warns *[]Warning) int {
 	v, ok := s.get(key)
 	if !ok {
-		return def, false
+		return def
 	}
-	n, ok = wholeNumber(v)
-	if ok && valid != nil && !valid(n) {
-		ok = false
+	n, ok := wholeNumber(v)
+	if ok && (valid == nil || valid(n)) {
+		return n
 	}
-	if !ok {
-		*warns = append(*warns, Warning{Key: key, Msg: fmt.Sprintf(
-			"line %d: %q is not a valid number - using default %d", s.line[key], v, def)})
-		return def, false
-	}
-	return n, true
+	*warns = append(*warns, s.warn(key, fmt.Sprintf("'%s' is not %s - using default %d", v, want, def)))
+	return def
+}
+
+// warn builds a Warning for key that names the file and line of its last occurrence.
+func (s *store) warn(key, msg string) Warning {
+	return Warning{Key: key, Msg: fmt.Sprintf("%s line %d: %s", s.path, s.line[key], msg)}
 }

@@ -51,11 +51,7 @@ const (
 	DefaultAPIMaxInflight    = 64
 )
 
-var (
-	// A line starting with '#' or any whitespace is skipped, so indented
-	// `key = value` lines are ignored, as upstream does.
-	controlKV = regexp.MustCompile(`^` + sp + `*(\w+)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
-)
+var controlKV = regexp.MustCompile(`^` + sp + `*(\w+)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
 
 // LoadControl reads ctrl-exec.conf and requires cert, key and ca.
 // Warnings (invalid numbers, D-11) are returned for the caller to log.
@@ -79,7 +75,7 @@ func LoadControl(path string, p paths.Paths) (*Control, []Warning, error) {
 func ReadControlOptional(path string, p paths.Paths) (*Control, []Warning, error) {
 	c, warns, err := readControl(path, p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return controlFrom(path, p, newStore())
+		return controlFrom(path, p, newStore(path))
 	}
 	return c, warns, err
 }
@@ -89,8 +85,10 @@ func readControl(path string, p paths.Paths) (*Control, []Warning, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s := newStore()
+	s := newStore(path)
 	for i, line := range lines {
+		// A line starting with '#' or any whitespace is skipped, so an
+		// indented `key = value` is ignored, as upstream does.
 		if line == "" || line[0] == '#' || isPerlSpace(line[0]) {
 			continue
 		}
@@ -129,6 +127,7 @@ func controlFrom(path string, p paths.Paths, s *store) (*Control, []Warning, err
 	}
 
 	// read_timeout wins; the deprecated `timeout` counts only when read_timeout is absent.
+	const whole, aboveZero = "a whole number", "a whole number above 0"
 	if _, ok := s.get("read_timeout"); ok {
 		fallback := DefaultReadTimeout
 		if v, ok := s.get("timeout"); ok {
@@ -136,25 +135,25 @@ func controlFrom(path string, p paths.Paths, s *store) (*Control, []Warning, err
 				fallback = n
 			}
 		}
-		c.ReadTimeout, _ = s.number("read_timeout", fallback, nil, &warns)
+		c.ReadTimeout = s.number("read_timeout", fallback, whole, nil, &warns)
 	} else {
-		c.ReadTimeout, _ = s.number("timeout", DefaultReadTimeout, nil, &warns)
+		c.ReadTimeout = s.number("timeout", DefaultReadTimeout, whole, nil, &warns)
 	}
 
-	c.APIPort, _ = s.number("api_port", DefaultAPIPort, func(n int) bool { return n <= 65535 }, &warns)
-	c.CertDays, _ = s.number("cert_days", 0, nil, &warns)
-	c.CertRenewalDays, _ = s.number("cert_renewal_days", DefaultCertRenewalDays, nil, &warns)
-	c.CertOverlapDays, _ = s.number("cert_overlap_days", DefaultCertOverlapDays, nil, &warns)
-	c.CertCheckInterval, _ = s.number("cert_check_interval", DefaultCertCheckInterval, positive, &warns)
-	c.PairingMaxQueue, _ = s.number("pairing_max_queue", DefaultPairingMaxQueue, nil, &warns)
-	c.APIMaxInflight, _ = s.number("api_max_inflight", DefaultAPIMaxInflight, positive, &warns)
+	c.APIPort = s.number("api_port", DefaultAPIPort, "a port number (0-65535)", func(n int) bool { return n <= 65535 }, &warns)
+	c.CertDays = s.number("cert_days", 0, whole, nil, &warns)
+	c.CertRenewalDays = s.number("cert_renewal_days", DefaultCertRenewalDays, whole, nil, &warns)
+	c.CertOverlapDays = s.number("cert_overlap_days", DefaultCertOverlapDays, whole, nil, &warns)
+	c.CertCheckInterval = s.number("cert_check_interval", DefaultCertCheckInterval, aboveZero, positive, &warns)
+	c.PairingMaxQueue = s.number("pairing_max_queue", DefaultPairingMaxQueue, whole, nil, &warns)
+	c.APIMaxInflight = s.number("api_max_inflight", DefaultAPIMaxInflight, aboveZero, positive, &warns)
 
 	if v, ok := s.get("api_rotation_loop"); ok {
 		// ini's Bool accepts 1/t/y/yes/true/on and 0/f/n/no/false/off (lower, Title or UPPER case).
 		on, err := s.key("api_rotation_loop").Bool()
 		if err != nil {
-			warns = append(warns, Warning{Key: "api_rotation_loop", Msg: fmt.Sprintf(
-				"line %d: %q is not yes/no, true/false, on/off or 1/0 - using default off", s.line["api_rotation_loop"], v)})
+			warns = append(warns, s.warn("api_rotation_loop", fmt.Sprintf(
+				"'%s' is not yes/no, true/false, on/off or 1/0 - using default off", v)))
 		}
 		c.APIRotationLoop = on && err == nil
 	}

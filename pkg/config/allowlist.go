@@ -1,0 +1,60 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Allowlist maps a script name to the absolute path the agent runs for it.
+type Allowlist map[string]string
+
+var allowEntry = regexp.MustCompile(`^` + sp + `*([\w-]+)` + sp + `*=` + sp + `*(` + nonSp + `+)` + sp + `*$`)
+
+// LoadAllowlist reads scripts.conf (SPEC §6.3). Bad lines are skipped, never
+// fatal; each skip produces a warning line for the caller to print on
+// stderr. scriptDirs is applied at load (D-8): nil means no restriction, a
+// non-nil list (even empty) drops every path outside it. Only a file that
+// cannot be read is an error.
+func LoadAllowlist(path string, scriptDirs []string) (Allowlist, []string, error) {
+	lines, err := readLines(path, "allowlist")
+	if err != nil {
+		return nil, nil, err
+	}
+	list := Allowlist{}
+	var warns []string
+	for _, line := range lines {
+		if blankOrComment(line) {
+			continue
+		}
+		m := allowEntry.FindStringSubmatch(line)
+		if m == nil {
+			warns = append(warns, fmt.Sprintf("Allowlist: skipping malformed line: %s", line))
+			continue
+		}
+		name, script := m[1], m[2]
+		if !strings.HasPrefix(script, "/") {
+			warns = append(warns, fmt.Sprintf("Allowlist: skipping '%s' - path must be absolute: %s", name, script))
+			continue
+		}
+		if scriptDirs != nil && !InScriptDirs(script, scriptDirs) {
+			warns = append(warns, fmt.Sprintf("Allowlist: skipping '%s' - path not in approved script_dirs: %s", name, script))
+			continue
+		}
+		list[name] = script
+	}
+	return list, warns, nil
+}
+
+// InScriptDirs reports whether path starts with "<dir>/" for some dir, after
+// stripping the dir's trailing slashes (so "/" admits every absolute path).
+// It is a plain string test: no symlink or ".." resolution (SPEC §12.1 step 3).
+// An empty dirs admits nothing.
+func InScriptDirs(path string, dirs []string) bool {
+	for _, dir := range dirs {
+		if strings.HasPrefix(path, strings.TrimRight(dir, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
