@@ -61,9 +61,9 @@ const (
 
 // Limits bound what ReadRequest accepts.
 type Limits struct {
-	MaxHeaders   int   // header lines allowed; one more is ErrTooManyHeaders
-	MaxBody      int64 // largest Content-Length read; more is ErrTooLarge
-	MaxLineBytes int   // longest request or header line, line ending included
+	MaxHeaders    int   // header lines allowed; one more is ErrTooManyHeaders
+	MaxBody       int64 // largest Content-Length read; more is ErrTooLarge
+	MaxLineBytes  int   // longest request or header line, line ending included
 	ContentLength CLRule
 }
 
@@ -150,12 +150,12 @@ func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
 	if n == 0 {
 		return req, nil
 	}
-	req.Body = make([]byte, n)
-	if _, err := io.ReadFull(r, req.Body); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, ErrIncompleteBody
-		}
-		return nil, fmt.Errorf("read request body: %w", err)
+	req.Body, err = readBody(r, int(n), "request")
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, ErrIncompleteBody
+	}
+	if err != nil {
+		return nil, err
 	}
 	return req, nil
 }
