@@ -1,0 +1,76 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+)
+
+// MaxCSRSize is the largest CSR PEM any signing path accepts, in bytes.
+const MaxCSRSize = 10240
+
+const csrHeader = "-----BEGIN CERTIFICATE REQUEST-----"
+
+// Errors of the §8.1 CSR checks, worded as the Perl CA words them.
+var (
+	ErrCSRTooLarge = errors.New("CSR exceeds maximum size")
+	ErrCSRFormat   = errors.New("Invalid CSR format")
+)
+
+// CreateCSR returns a PEM CSR for key whose subject is exactly CN=cn, with no
+// attributes, signed with SHA-256 — what `openssl req -new -subj /CN=<cn>`
+// produces.
+func CreateCSR(key *rsa.PrivateKey, cn string) ([]byte, error) {
+	tmpl := &x509.CertificateRequest{
+		Subject:            pkix.Name{CommonName: cn},
+		SignatureAlgorithm: x509.SHA256WithRSA,
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return nil, fmt.Errorf("create CSR for %q: %w", cn, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// ParseCSR applies the checks every signing path makes before signing: at most
+// MaxCSRSize bytes, starting with the CERTIFICATE REQUEST PEM header, a valid
+// self-signature (which the Perl CA leaves to openssl) and an RSA key. The
+// requested name is csr.Subject.CommonName; callers compare it with the
+// hostname the agent claimed.
+func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
+	if len(csrPEM) > MaxCSRSize {
+		return nil, ErrCSRTooLarge
+	}
+	if !bytes.HasPrefix(csrPEM, []byte(csrHeader)) {
+		return nil, ErrCSRFormat
+	}
+	block, _ := pem.Decode(csrPEM)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, fmt.Errorf("%w: PEM block does not decode", ErrCSRFormat)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCSRFormat, err)
+	}
+	if csr.PublicKeyAlgorithm != x509.RSA {
+		return nil, fmt.Errorf("CSR key is %v, ctrl-exec needs RSA", csr.PublicKeyAlgorithm)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("CSR self-signature does not verify (corrupted or tampered request): %w", err)
+	}
+	return csr, nil
+}
+
+// CSRCommonName returns the CN a CSR asks for, after the ParseCSR checks.
+func CSRCommonName(csrPEM []byte) (string, error) {
+	csr, err := ParseCSR(csrPEM)
+	if err != nil {
+		return "", err
+	}
+	return csr.Subject.CommonName, nil
+}
