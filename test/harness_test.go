@@ -18,7 +18,7 @@ import (
 // Root is one throwaway installation: a control host or an agent, with its
 // own CTRL_EXEC_ROOT, log file and identity.
 type Root struct {
-	t        *testing.T
+	t        testing.TB
 	Dir      string // CTRL_EXEC_ROOT
 	LogFile  string // CTRL_EXEC_LOG sink: one syslog-style line per event
 	Hostname string // CTRL_EXEC_HOSTNAME
@@ -26,7 +26,7 @@ type Root struct {
 }
 
 // NewRoot makes an empty installation tree with the directories install.sh creates.
-func NewRoot(t *testing.T, hostname string) *Root {
+func NewRoot(t testing.TB, hostname string) *Root {
 	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{
@@ -191,7 +191,7 @@ func (p *Proc) Stdout() string { return p.out.String() }
 func (p *Proc) Stderr() string { return p.errOut.String() }
 
 // WaitOutput waits until stdout+stderr contain substr.
-func (p *Proc) WaitOutput(t *testing.T, substr string, timeout time.Duration) {
+func (p *Proc) WaitOutput(t testing.TB, substr string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -252,7 +252,7 @@ func containsAll(s string, parts []string) bool {
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t *testing.T) int {
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -263,7 +263,7 @@ func FreePort(t *testing.T) int {
 }
 
 // WaitListening waits until something accepts TCP connections on 127.0.0.1:port.
-func WaitListening(t *testing.T, port int, timeout time.Duration) {
+func WaitListening(t testing.TB, port int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {

@@ -1,0 +1,76 @@
+package api
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+)
+
+// fleet is what the API asks of the agents: the dispatch engine (§10) and
+// the registry (§7.5). The server holds it as an interface so its unit tests
+// can count calls without agents.
+type fleet interface {
+	Run(ctx context.Context, req dispatch.RunRequest) ([]dispatch.RunResult, error)
+	Ping(ctx context.Context, hosts []string) ([]dispatch.PingResult, error)
+	Capabilities(ctx context.Context, hosts []string) ([]dispatch.CapResult, error)
+	// Registered lists the paired agents, sorted by hostname, each with the
+	// address to reach it by (registry.Address).
+	Registered() ([]agent, error)
+}
+
+// agent is one registry entry as the API uses it.
+type agent struct {
+	Hostname string // the registry's name, shown in hook requests and the live spec
+	Address  string // host:port to contact
+}
+
+// liveFleet is the real fleet: the dispatch client built from ctrl-exec.conf
+// and the registry in /var/lib/ctrl-exec/agents.
+type liveFleet struct {
+	*dispatch.Client
+	registry *registry.Registry
+	log      zerolog.Logger
+}
+
+func newFleet(cfg *config.Control, p paths.Paths, log zerolog.Logger, now func() time.Time) *liveFleet {
+	c := dispatch.NewClient(cfg, log)
+	c.Now = now
+	// Agent certificate renewal after a ping (§15.1, D-23, issue 6) hooks
+	// in here: c.AfterPing receives every /ping batch before it is answered.
+	return &liveFleet{Client: c, registry: registry.New(p.AgentsDir()), log: log}
+}
+
+// addressLookups bounds the name lookups registry.Address makes at once.
+const addressLookups = 32
+
+func (f *liveFleet) Registered() ([]agent, error) {
+	recs, skipped, err := f.registry.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range skipped {
+		f.log.Warn().Str("PATH", s.Path).Str("ERROR", s.Err.Error()).Msg("registry-skip")
+	}
+	agents := make([]agent, len(recs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, addressLookups)
+	for i, rec := range recs {
+		agents[i].Hostname = rec.Hostname()
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			agents[i].Address = registry.Address(rec)
+		}()
+	}
+	wg.Wait()
+	return agents, nil
+}
