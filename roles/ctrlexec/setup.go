@@ -1,10 +1,104 @@
 package ctrlexec
 
-import "github.com/urfave/cli/v2"
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 
-// TODO(stub): replaced by the real command.
-func setupCACommand(e *env) *cli.Command { return &cli.Command{Name: "setup-ca"} }
+	"github.com/urfave/cli/v2"
 
-// TODO(stub): replaced by the real command.
-func setupCtrlExecCommand(e *env) *cli.Command { return &cli.Command{Name: "setup-ctrl-exec"} }
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+)
 
+// ctrlExecCertDays is the lifetime of the ctrl-exec cert made by
+// setup-ctrl-exec (§8.1; rotation has its own rule).
+const ctrlExecCertDays = 825
+
+func setupCACommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "setup-ca",
+		Usage: "create the certificate authority (once per control host)",
+		Description: `Creates /etc/ctrl-exec/ca.key (RSA 4096, mode 0600), the self-signed
+ca.crt (CN=ctrl-exec CA, 10 years) and ca.serial. Refuses to run when ca.key
+exists: replacing the CA means re-pairing every agent.
+
+Exit status: 0; 255 if the CA exists or cannot be written.`,
+		Action: func(c *cli.Context) error { return setupCA(e) },
+	}
+}
+
+func setupCtrlExecCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "setup-ctrl-exec",
+		Usage: "create (or replace) the ctrl-exec certificate signed by the CA",
+		Description: `Generates /etc/ctrl-exec/ctrl-exec.key (mode 0600) and ctrl-exec.crt (CN=ctrl-exec,
+825 days, serial at least 01000000 so Perl agents accept it in serial updates).
+If a ctrl-exec cert exists and agents are registered, asks for confirmation
+first: agents trust the old cert's serial and refuse the new one until they
+re-pair. To replace the cert without re-pairing, use rotate-cert.
+
+Exit status: 0 (also when the operator declines); 255 if the CA is missing or
+writing fails.`,
+		Action: func(c *cli.Context) error { return setupCtrlExec(e) },
+	}
+}
+
+func setupCA(e *env) error {
+	fmt.Fprintln(e.stdout, "Setting up ctrl-exec CA...")
+	files := pki.CAFilesIn(e.paths.ConfDir())
+	if _, err := pki.CreateCA(files, pki.KeyBitsFromEnv(), e.now()); err != nil {
+		if errors.Is(err, pki.ErrCAExists) {
+			return cliapp.Fatalf("CA already exists at '%s'. Remove it first only if you mean to replace the CA; every agent must then re-pair.", files.Key)
+		}
+		return cliapp.Fatalf("%v", err)
+	}
+	fmt.Fprintf(e.stdout, "CA created:\n  Key:  %s\n  Cert: %s\nKeep ca.key secure - it never leaves this host.\n", files.Key, files.Cert)
+	return nil
+}
+
+func setupCtrlExec(e *env) error {
+	files := pki.CAFilesIn(e.paths.ConfDir())
+	keyPath, certPath := e.paths.CtrlExecKey(), e.paths.CtrlExecCert()
+	if _, err := os.Stat(files.Key); errors.Is(err, fs.ErrNotExist) {
+		return cliapp.Fatalf("CA key not found at '%s' - run setup-ca first", files.Key)
+	}
+	if info, err := os.Stat(certPath); err == nil && info.Mode().IsRegular() {
+		recs, _, _ := registry.New(e.paths.AgentsDir()).List()
+		if n := len(recs); n > 0 {
+			plural := "s"
+			if n == 1 {
+				plural = ""
+			}
+			// D-6: upstream claimed run/ping keep working; they are
+			// serial-checked too, so every operation fails until re-pairing.
+			fmt.Fprintln(e.stdout, "WARNING: Existing ctrl-exec cert found.")
+			fmt.Fprintf(e.stdout, "  %d registered agent%s will require re-pairing after this operation.\n", n, plural)
+			fmt.Fprintln(e.stdout, "  Agents will refuse run, ping and /capabilities from the new cert until re-paired.")
+			fmt.Fprintln(e.stdout, "  To replace the cert without re-pairing, use 'ctrl-exec rotate-cert' instead.")
+			fmt.Fprint(e.stdout, "\nProceed? [y/N]: ")
+			answer, _ := bufio.NewReader(e.stdin).ReadString('\n')
+			if a := strings.TrimSpace(answer); a != "y" && a != "Y" {
+				fmt.Fprintln(e.stdout, "Aborted.")
+				return nil
+			}
+		} else {
+			fmt.Fprintln(e.stdout, "Existing ctrl-exec cert found. No registered agents - replacing.")
+		}
+	}
+
+	fmt.Fprintln(e.stdout, "Generating ctrl-exec certificate...")
+	ca, err := pki.LoadCA(files)
+	if err != nil {
+		return cliapp.Fatalf("%v", err)
+	}
+	if _, err := ca.IssueCtrlExecCert(keyPath, certPath, pki.KeyBitsFromEnv(), ctrlExecCertDays, e.now()); err != nil {
+		return cliapp.Fatalf("%v", err)
+	}
+	fmt.Fprintf(e.stdout, "ctrl-exec cert created:\n  Key:  %s\n  Cert: %s\nRun 'ctrl-exec pairing-mode' to re-pair agents as needed.\n", keyPath, certPath)
+	return nil
+}

@@ -1,0 +1,195 @@
+package pairing
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
+)
+
+// DefaultCertDays is the lifetime of a pairing certificate when ctrl-exec.conf
+// sets no cert_days (D-18): upstream's fixed 825 days.
+const DefaultCertDays = 825
+
+// Approver approves and denies queued requests (§11.6), for the approve and
+// deny commands and for interactive pairing-mode alike.
+type Approver struct {
+	Queue        *Queue
+	CA           pki.CAFiles // normally pki.CAFilesIn("/etc/ctrl-exec")
+	CtrlExecCert string      // its serial is delivered to the agent
+	Registry     *registry.Registry
+	CertDays     int // lifetime of issued certs; <= 0 means DefaultCertDays
+	Now          func() time.Time
+	Log          zerolog.Logger
+}
+
+// Approval is the outcome of a successful Approve.
+type Approval struct {
+	ReqID    string
+	Hostname string
+	Cert     *x509.Certificate
+}
+
+// NoRequestError is the §3.7 failure for an unknown reqid.
+type NoRequestError struct{ ReqID string }
+
+func (e *NoRequestError) Error() string { return fmt.Sprintf("No pending request '%s'", e.ReqID) }
+
+// Approve signs the request's CSR and leaves the approval for the server
+// holding the agent's connection: the registry record first, then
+// {reqid}.approved, so an agent that has its certificate is always listed.
+// If the approval file cannot be written, the registry is put back.
+//
+// Approvals and denials of one queue are serialised with a lock on the
+// queue directory, so a request is never signed twice.
+func (a *Approver) Approve(reqid string) (*Approval, error) {
+	if !a.Queue.has(reqid) {
+		return nil, &NoRequestError{ReqID: reqid}
+	}
+	var out *Approval
+	err := atomicfile.WithLock(a.Queue.Dir, func() error {
+		var err error
+		out, err = a.approveLocked(reqid)
+		return err
+	})
+	return out, err
+}
+
+func (a *Approver) approveLocked(reqid string) (*Approval, error) {
+	req, err := a.Queue.Get(reqid)
+	if errors.Is(err, errNoRequest) {
+		return nil, &NoRequestError{ReqID: reqid}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if what, done := a.Queue.answered(reqid); done {
+		return nil, fmt.Errorf("request '%s' is already %s; its answer waits for delivery to the agent", reqid, what)
+	}
+	// A Perl pairing server queues whatever it is sent; re-check here
+	// what the Go server checks on receipt (B-14).
+	if err := registry.CheckHostname(req.Hostname); err != nil {
+		return nil, fmt.Errorf("request '%s': %w; deny it", reqid, err)
+	}
+	if err := checkCSR([]byte(req.CSR), req.Hostname); err != nil {
+		return nil, fmt.Errorf("request '%s': %w; deny it", reqid, err)
+	}
+	if _, err := os.Stat(a.CA.Serial); err != nil {
+		return nil, fmt.Errorf("Cannot open serial file for locking: %w", err)
+	}
+	ca, err := pki.LoadCA(a.CA)
+	if err != nil {
+		return nil, err
+	}
+	days := a.CertDays
+	if days <= 0 {
+		days = DefaultCertDays
+	}
+	now := a.now()
+	cert, err := ca.SignCSR([]byte(req.CSR), days, now, pki.SignOptions{}) // under flock(ca.serial)
+	if err != nil {
+		return nil, err
+	}
+	dispSerial := ""
+	if c, err := pki.LoadCert(a.CtrlExecCert); err == nil {
+		dispSerial = pki.SerialHex(c)
+	}
+
+	rec := registry.Record{
+		registry.FieldHostname:         req.Hostname,
+		registry.FieldIP:               req.IP,
+		registry.FieldPaired:           pki.ISOTime(now),
+		registry.FieldExpiry:           pki.FormatOpenSSLDate(cert.NotAfter),
+		registry.FieldReqID:            reqid,
+		registry.FieldDispatcherSerial: dispSerial,
+		registry.FieldSerialStatus:     registry.StatusUnknown,
+		registry.FieldSerialBroadcast:  "",
+		registry.FieldSerialConfirmed:  "",
+		registry.FieldAgentSerial:      pki.SerialHex(cert),
+	}
+	if dispSerial != "" {
+		rec[registry.FieldSerialStatus] = registry.StatusCurrent
+		rec[registry.FieldSerialConfirmed] = pki.ISOTime(now)
+	}
+	if req.Port > 0 {
+		rec[registry.FieldPort] = fmt.Sprint(req.Port)
+	}
+	previous, prevErr := a.Registry.Get(req.Hostname)
+	if err := a.Registry.Put(rec); err != nil {
+		return nil, err
+	}
+	body := wire.JSON(Approved{
+		Status:           "approved",
+		Cert:             string(pki.CertPEM(cert)),
+		CA:               string(ca.CertPEM),
+		Nonce:            req.Nonce,
+		DispatcherSerial: dispSerial,
+	})
+	if err := atomicfile.Write(a.Queue.path(reqid, extApproved), body, fileMode); err != nil {
+		a.restoreRegistry(req.Hostname, previous, prevErr)
+		return nil, fmt.Errorf("write approval for '%s': %w", reqid, err)
+	}
+	a.Log.Info().Str("AGENT", req.Hostname).Str("REQID", reqid).Msg("pair-approve")
+	return &Approval{ReqID: reqid, Hostname: req.Hostname, Cert: cert}, nil
+}
+
+// restoreRegistry undoes the registry write of a failed approval.
+func (a *Approver) restoreRegistry(hostname string, previous registry.Record, prevErr error) {
+	if prevErr == nil {
+		a.Registry.Put(previous)
+		return
+	}
+	if errors.Is(prevErr, registry.ErrNotFound) {
+		a.Registry.Delete(hostname)
+	}
+}
+
+// Deny answers the request with a denial and removes it from the queue; the
+// server holding the agent's connection delivers the denial. It returns the
+// hostname the request named ("?" if unreadable).
+func (a *Approver) Deny(reqid string) (string, error) {
+	if !a.Queue.has(reqid) {
+		return "", &NoRequestError{ReqID: reqid}
+	}
+	var host string
+	err := atomicfile.WithLock(a.Queue.Dir, func() error {
+		var err error
+		host, err = a.denyLocked(reqid)
+		return err
+	})
+	return host, err
+}
+
+func (a *Approver) denyLocked(reqid string) (string, error) {
+	if !a.Queue.has(reqid) {
+		return "", &NoRequestError{ReqID: reqid}
+	}
+	if what, done := a.Queue.answered(reqid); done {
+		return "", fmt.Errorf("request '%s' is already %s; its answer waits for delivery to the agent", reqid, what)
+	}
+	host := "?"
+	if req, err := a.Queue.Get(reqid); err == nil && req.Hostname != "" {
+		host = req.Hostname
+	}
+	if err := atomicfile.Write(a.Queue.path(reqid, extDenied), deniedBody(ReasonRejected), fileMode); err != nil {
+		return "", fmt.Errorf("write denial for '%s': %w", reqid, err)
+	}
+	a.Queue.remove(reqid, extRequest)
+	a.Log.Info().Str("AGENT", host).Str("REQID", reqid).Msg("pair-deny")
+	return host, nil
+}
+
+func (a *Approver) now() time.Time {
+	if a.Now == nil {
+		return time.Now()
+	}
+	return a.Now()
+}

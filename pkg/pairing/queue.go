@@ -1,0 +1,247 @@
+package pairing
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
+)
+
+// StaleAfter is how old an unanswered request, or an answer nobody
+// collected, must be (strictly) before it is removed (§7.4, B-15). It equals
+// the server's wait window, so nothing younger can still be delivered.
+const StaleAfter = 600 * time.Second
+
+// Queue file suffixes (§7.4).
+const (
+	extRequest  = ".json"
+	extApproved = ".approved"
+	extDenied   = ".denied"
+)
+
+// fileMode is what the Perl server's umask (022) gives queue files.
+const fileMode = 0o644
+
+var (
+	reqIDRE       = regexp.MustCompile(`^[a-f0-9]+$`)
+	queueEntryRE  = regexp.MustCompile(`^([a-f0-9]+)\.(json|approved|denied)$`)
+	errNoRequest  = errors.New("no pending request")
+	errBadRequest = errors.New("unreadable request")
+)
+
+// Request is one queued pairing request, {reqid}.json (§7.4). Port is the
+// Go-only serve port the agent reported (0 = none).
+type Request struct {
+	ID       string `json:"id"`
+	Hostname string `json:"hostname"`
+	IP       string `json:"ip"`
+	CSR      string `json:"csr"`
+	Nonce    string `json:"nonce"`
+	Received string `json:"received"`
+	Code     string `json:"code"`
+	Port     int    `json:"port,omitempty"`
+}
+
+// Queue is the pairing queue directory.
+type Queue struct {
+	Dir string
+	Now func() time.Time // the clock for stale expiry; nil = time.Now
+}
+
+// NewQueue returns the queue kept in dir (normally paths.PairingDir()).
+func NewQueue(dir string, now func() time.Time) *Queue {
+	return &Queue{Dir: dir, Now: now}
+}
+
+func (q *Queue) now() time.Time {
+	if q.Now == nil {
+		return time.Now()
+	}
+	return q.Now()
+}
+
+// ValidReqID reports whether id can name a queue entry (lowercase hex), so
+// ids typed by an operator never reach outside the queue directory.
+func ValidReqID(id string) bool { return reqIDRE.MatchString(id) }
+
+func (q *Queue) path(id, ext string) string { return filepath.Join(q.Dir, id+ext) }
+
+// Add writes r as {r.ID}.json.
+func (q *Queue) Add(r Request) error {
+	if !ValidReqID(r.ID) {
+		return fmt.Errorf("pairing request id %q is not lowercase hex", r.ID)
+	}
+	if err := atomicfile.Write(q.path(r.ID, extRequest), wire.JSON(r), fileMode); err != nil {
+		return fmt.Errorf("queue pairing request: %w", err)
+	}
+	return nil
+}
+
+// Get reads {id}.json. A missing file (or an id that is not hex) wraps
+// errNoRequest; a file that does not parse wraps errBadRequest.
+func (q *Queue) Get(id string) (Request, error) {
+	if !ValidReqID(id) {
+		return Request{}, errNoRequest
+	}
+	data, err := os.ReadFile(q.path(id, extRequest))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Request{}, errNoRequest
+	}
+	if err != nil {
+		return Request{}, fmt.Errorf("Cannot read '%s': %w", q.path(id, extRequest), err)
+	}
+	var r Request
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Request{}, fmt.Errorf("%w %s: %v", errBadRequest, q.path(id, extRequest), err)
+	}
+	return r, nil
+}
+
+// List expires stale entries, then returns the pending requests sorted by
+// received time (string order, then id). Entries that do not parse are
+// skipped. Requests approved but not yet delivered are still listed.
+// A missing directory is an empty queue.
+func (q *Queue) List() ([]Request, error) {
+	q.ExpireStale()
+	entries, err := os.ReadDir(q.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("Cannot open '%s': %w", q.Dir, err)
+	}
+	var reqs []Request
+	for _, e := range entries {
+		m := queueEntryRE.FindStringSubmatch(e.Name())
+		if m == nil || m[2] != "json" {
+			continue
+		}
+		r, err := q.Get(m[1])
+		if err != nil {
+			continue
+		}
+		reqs = append(reqs, r)
+	}
+	sort.SliceStable(reqs, func(i, j int) bool {
+		if reqs[i].Received != reqs[j].Received {
+			return reqs[i].Received < reqs[j].Received
+		}
+		return reqs[i].ID < reqs[j].ID
+	})
+	return reqs, nil
+}
+
+// Count is the queue depth the server compares with pairing_max_queue:
+// every *.json file, as the Perl server's glob counts them.
+func (q *Queue) Count() (int, error) {
+	entries, err := os.ReadDir(q.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("Cannot open '%s': %w", q.Dir, err)
+	}
+	n := 0
+	for _, e := range entries {
+		if name := e.Name(); strings.HasSuffix(name, extRequest) && name[0] != '.' {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ExpireStale removes what can no longer be delivered (§7.4, B-15):
+//   - {id}.json older than StaleAfter with no answer beside it;
+//   - {id}.approved or {id}.denied older than StaleAfter, with its
+//     {id}.json: a server would have delivered it within one poll, so
+//     its agent is gone.
+//
+// "Older" is strictly older, by modification time. Errors are ignored:
+// expiry is housekeeping and runs again at the next chance.
+func (q *Queue) ExpireStale() {
+	entries, err := os.ReadDir(q.Dir)
+	if err != nil {
+		return
+	}
+	now := q.now()
+	stale := func(name string) bool {
+		info, err := os.Stat(filepath.Join(q.Dir, name))
+		return err == nil && now.Sub(info.ModTime()) > StaleAfter
+	}
+	exists := func(name string) bool {
+		_, err := os.Lstat(filepath.Join(q.Dir, name))
+		return err == nil
+	}
+	for _, e := range entries {
+		m := queueEntryRE.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		id := m[1]
+		switch m[2] {
+		case "json":
+			if exists(id+extApproved) || exists(id+extDenied) {
+				continue // the answer's own age decides, below
+			}
+			if stale(e.Name()) {
+				os.Remove(q.path(id, extRequest))
+			}
+		case "approved", "denied":
+			if stale(e.Name()) {
+				os.Remove(q.path(id, extRequest))
+				os.Remove(filepath.Join(q.Dir, e.Name()))
+			}
+		}
+	}
+}
+
+// answer returns the contents of {id}.approved or {id}.denied, whichever
+// exists (approval first, as upstream polls), once it holds a whole JSON
+// object: a Perl approve writes the file in place, so a read can race the
+// write and see half of it. ok is false while there is no usable answer.
+func (q *Queue) answer(id string) (body []byte, approved, ok bool) {
+	for _, ext := range []string{extApproved, extDenied} {
+		data, err := os.ReadFile(q.path(id, ext))
+		if err != nil {
+			continue
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(data, &obj) != nil || obj == nil {
+			return nil, false, false // partly written; look again next poll
+		}
+		return data, ext == extApproved, true
+	}
+	return nil, false, false
+}
+
+// remove deletes the named queue files of id, ignoring absent ones.
+func (q *Queue) remove(id string, exts ...string) {
+	for _, ext := range exts {
+		os.Remove(q.path(id, ext))
+	}
+}
+
+// has reports whether {id}.json exists.
+func (q *Queue) has(id string) bool {
+	if !ValidReqID(id) {
+		return false
+	}
+	_, err := os.Lstat(q.path(id, extRequest))
+	return err == nil
+}
+
+// answered reports whether id already has an approval or a denial.
+func (q *Queue) answered(id string) (string, bool) {
+	for _, ext := range []string{extApproved, extDenied} {
+		if _, err := os.Lstat(q.path(id, ext)); err == nil {
+			return strings.TrimPrefix(ext, "."), true
+		}
+	}
+	return "", false
+}

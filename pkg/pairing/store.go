@@ -1,0 +1,102 @@
+package pairing
+
+import (
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"regexp"
+	"strconv"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+)
+
+// AgentGroup owns the agent's key and certificates, so the service user
+// can read them (§7.9).
+const AgentGroup = "ctrl-exec-agent"
+
+var hexRE = regexp.MustCompile(`^[0-9a-fA-F]+$`)
+
+// StoreCerts writes an approved pairing into the agent directory (§7.9):
+// agent.crt and agent.key 0640, ca.crt 0644, each written whole, then
+// ctrl-exec-serial 0644 when a serial was delivered; the three cert/key files
+// are then given to group ctrl-exec-agent. The directory is the fixed
+// /etc/ctrl-exec-agent (B-27), whatever agent.conf says.
+//
+// Before writing anything it checks that the certificate and the CA parse
+// and that the certificate belongs to key, so a bad delivery never replaces
+// a working identity. Ownership problems are returned as warnings, not
+// errors, as upstream only warns.
+func StoreCerts(p paths.Paths, res *Result, key *rsa.PrivateKey) (warnings []string, err error) {
+	cert, err := pki.ParseCertPEM([]byte(res.CertPEM))
+	if err != nil {
+		return nil, fmt.Errorf("pairing result: agent certificate: %w", err)
+	}
+	if _, err := pki.ParseCertPEM([]byte(res.CAPEM)); err != nil {
+		return nil, fmt.Errorf("pairing result: CA certificate: %w", err)
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, errors.New("pairing result: the certificate is not for this agent's key")
+	}
+	keyPEM, err := pki.EncodeKeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	files := []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{p.AgentCert(), []byte(res.CertPEM), 0o640},
+		{p.AgentKey(), keyPEM, 0o640},
+		{p.AgentCA(), []byte(res.CAPEM), 0o644},
+	}
+	for _, f := range files {
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
+			return nil, fmt.Errorf("store_certs: %w", err)
+		}
+	}
+	if s := res.DispatcherSerial; s != "" {
+		if hexRE.MatchString(s) {
+			if err := atomicfile.Write(p.AgentSerial(), []byte(s+"\n"), 0o644); err != nil {
+				return nil, fmt.Errorf("store_certs: %w", err)
+			}
+		} else {
+			warnings = append(warnings, fmt.Sprintf("store_certs: ignoring ctrl-exec serial %.40q - not hex", s))
+		}
+	}
+	grp, err := user.LookupGroup(AgentGroup)
+	if err != nil {
+		return append(warnings, fmt.Sprintf("store_certs: group '%s' not found - set ownership manually", AgentGroup)), nil
+	}
+	gid, err := strconv.Atoi(grp.Gid)
+	if err != nil {
+		return append(warnings, fmt.Sprintf("store_certs: group '%s' has gid %q - set ownership manually", AgentGroup, grp.Gid)), nil
+	}
+	for _, f := range files {
+		if err := os.Chown(f.path, 0, gid); err != nil {
+			warnings = append(warnings, fmt.Sprintf("store_certs: cannot give %s to root:%s: %v - set ownership manually", f.path, AgentGroup, err))
+		}
+	}
+	return warnings, nil
+}
+
+// Status is the agent's pairing state (§4.4): paired when agent.crt,
+// agent.key and ca.crt are regular files and the certificate parses. Expiry
+// is the certificate's notAfter as OpenSSL prints it; an expired
+// certificate still counts as paired. Reason says why not.
+func Status(p paths.Paths) (paired bool, expiry, reason string) {
+	for _, f := range []string{p.AgentCert(), p.AgentKey(), p.AgentCA()} {
+		if info, err := os.Stat(f); err != nil || !info.Mode().IsRegular() {
+			return false, "", "missing file: " + f
+		}
+	}
+	cert, err := pki.LoadCert(p.AgentCert())
+	if err != nil {
+		return false, "", "cannot parse cert: " + p.AgentCert()
+	}
+	return true, pki.FormatOpenSSLDate(cert.NotAfter), ""
+}

@@ -1,0 +1,301 @@
+// Package registry is the control host's list of paired agents (SPEC §7.5):
+// one JSON file per agent, /var/lib/ctrl-exec/agents/{hostname}.json.
+//
+// Records are kept as JSON objects, not structs, so fields this version does
+// not know (written by a newer Go or by Perl) survive every update. Files are
+// written whole (temp file, chmod 0644, rename). Go writers serialise their
+// read-modify-write updates with flock on the registry directory, so two Go
+// processes updating one record never lose each other's fields; Perl writers
+// do not take that lock, as before.
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
+)
+
+// Field names of a record. The first nine are upstream's; Port and
+// AgentSerial are Go additions that Perl readers ignore.
+const (
+	FieldHostname         = "hostname"
+	FieldIP               = "ip"
+	FieldPaired           = "paired"
+	FieldExpiry           = "expiry"
+	FieldReqID            = "reqid"
+	FieldDispatcherSerial = "dispatcher_serial"
+	FieldSerialStatus     = "serial_status"
+	FieldSerialBroadcast  = "serial_broadcast"
+	FieldSerialConfirmed  = "serial_confirmed"
+	FieldPort             = "port"         // the agent's serve port, as a decimal string
+	FieldAgentSerial      = "agent_serial" // the agent cert's serial, canonical hex
+)
+
+// serial_status values (§7.5).
+const (
+	StatusCurrent = "current"
+	StatusPending = "pending"
+	StatusStale   = "stale"
+	StatusUnknown = "unknown"
+)
+
+// ErrNotFound: no registry file for that hostname.
+var ErrNotFound = errors.New("no registry entry")
+
+// Record is one agent's registry entry as a JSON object. Values are strings
+// when ctrl-exec wrote them; other JSON values are kept as read (numbers as
+// json.Number) and written back unchanged.
+type Record map[string]any
+
+// String returns field key as text: a string as is, a number in decimal,
+// and ok false when the field is absent or null.
+func (r Record) String(key string) (string, bool) {
+	switch v := r[key].(type) {
+	case nil:
+		return "", false
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	case bool:
+		if v {
+			return "1", true
+		}
+		return "", true
+	default:
+		b, err := wire.Marshal(v)
+		if err != nil {
+			return "", true
+		}
+		return string(b), true
+	}
+}
+
+// Get is String without the presence flag: "" for an absent field.
+func (r Record) Get(key string) string {
+	s, _ := r.String(key)
+	return s
+}
+
+// Hostname is the record's hostname field.
+func (r Record) Hostname() string { return r.Get(FieldHostname) }
+
+// hostnameRE is a hostname that is also one safe path component (B-14):
+// no "/", no leading ".", nothing a shell or a file name would mangle.
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+
+// ValidHostname reports whether h may name an agent: pairing requests,
+// approvals and unpair all refuse other names, because the hostname becomes
+// the registry file name.
+func ValidHostname(h string) bool { return hostnameRE.MatchString(h) }
+
+// CheckHostname is ValidHostname as an error that says what is allowed.
+func CheckHostname(h string) error {
+	if ValidHostname(h) {
+		return nil
+	}
+	return fmt.Errorf("'%s' is not a valid agent hostname: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 253 characters", h)
+}
+
+// Registry is the registry directory.
+type Registry struct {
+	Dir string
+}
+
+// New returns the registry kept in dir (normally paths.AgentsDir()).
+func New(dir string) *Registry { return &Registry{Dir: dir} }
+
+// Path is the file of hostname's record; the hostname must be valid.
+func (g *Registry) Path(hostname string) (string, error) {
+	if err := CheckHostname(hostname); err != nil {
+		return "", err
+	}
+	return filepath.Join(g.Dir, hostname+".json"), nil
+}
+
+// Get reads one record. An absent file is ErrNotFound; an unparsable one is
+// an error naming the file.
+func (g *Registry) Get(hostname string) (Record, error) {
+	path, err := g.Path(hostname)
+	if err != nil {
+		return nil, err
+	}
+	return readRecord(path)
+}
+
+// Put writes rec as hostname's whole record, replacing any previous one
+// (re-pairing overwrites, §7.5). rec must carry a valid hostname.
+func (g *Registry) Put(rec Record) error {
+	path, err := g.Path(rec.Hostname())
+	if err != nil {
+		return err
+	}
+	return g.locked(func() error { return writeRecord(path, rec) })
+}
+
+// Merge sets fields in hostname's record and keeps every other field,
+// including ones this version does not know. A missing or unparsable record
+// is replaced by a fresh one holding the hostname and fields (§20.4).
+// The read-modify-write runs under the registry lock.
+func (g *Registry) Merge(hostname string, fields map[string]any) (Record, error) {
+	return g.Update(hostname, func(rec Record) error {
+		for k, v := range fields {
+			rec[k] = v
+		}
+		return nil
+	})
+}
+
+// Update runs fn on hostname's current record (an empty one holding just the
+// hostname if the file is missing or unparsable) and writes the result, all
+// under the registry lock. If fn fails nothing is written.
+func (g *Registry) Update(hostname string, fn func(Record) error) (Record, error) {
+	path, err := g.Path(hostname)
+	if err != nil {
+		return nil, err
+	}
+	var out Record
+	err = g.locked(func() error {
+		rec, err := readRecord(path)
+		if err != nil {
+			rec = Record{}
+		}
+		rec[FieldHostname] = hostname
+		if err := fn(rec); err != nil {
+			return err
+		}
+		rec[FieldHostname] = hostname // the file name and the field must agree
+		out = rec
+		return writeRecord(path, rec)
+	})
+	return out, err
+}
+
+// Delete removes hostname's record and returns what it held (an empty
+// record if the file did not parse). An absent record is ErrNotFound.
+func (g *Registry) Delete(hostname string) (Record, error) {
+	path, err := g.Path(hostname)
+	if err != nil {
+		return nil, err
+	}
+	var rec Record
+	err = g.locked(func() error {
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w for '%s'", ErrNotFound, hostname)
+		}
+		var rerr error
+		rec, rerr = readRecord(path)
+		if rerr != nil {
+			rec = Record{}
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("Cannot remove registry entry '%s': %w", path, err)
+		}
+		return nil
+	})
+	return rec, err
+}
+
+// Skipped is a registry file that List could not use.
+type Skipped struct {
+	Path string
+	Err  error
+}
+
+// List returns every record that parses, sorted by hostname (byte order),
+// and the files it skipped so the caller can warn about them. A missing
+// directory is an empty registry; a directory that cannot be read is an
+// error (wrapping fs.ErrPermission when that is the cause).
+func (g *Registry) List() ([]Record, []Skipped, error) {
+	entries, err := os.ReadDir(g.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("Cannot open registry dir '%s': %w", g.Dir, err)
+	}
+	var recs []Record
+	var skipped []Skipped
+	for _, e := range entries {
+		name := e.Name()
+		// Upstream's rule is /^(.+)\.json$/; dot-files are our temp files
+		// and are never records.
+		if !strings.HasSuffix(name, ".json") || len(name) == len(".json") || name[0] == '.' {
+			continue
+		}
+		path := filepath.Join(g.Dir, name)
+		rec, err := readRecord(path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed while we listed
+			}
+			skipped = append(skipped, Skipped{Path: path, Err: err})
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Hostname() < recs[j].Hostname() })
+	return recs, skipped, nil
+}
+
+// locked runs fn under flock on the registry directory, creating it first.
+func (g *Registry) locked(fn func() error) error {
+	if err := os.MkdirAll(g.Dir, 0o770); err != nil {
+		return fmt.Errorf("create registry dir: %w", err)
+	}
+	return atomicfile.WithLock(g.Dir, fn)
+}
+
+func readRecord(path string) (Record, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("Cannot read '%s': %w", path, err)
+	}
+	rec, err := ParseRecord(data)
+	if err != nil {
+		return nil, fmt.Errorf("registry file %s: %w", path, err)
+	}
+	return rec, nil
+}
+
+// ParseRecord decodes one registry file: a JSON object, numbers kept exactly.
+func ParseRecord(data []byte) (Record, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var rec Record
+	if err := dec.Decode(&rec); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if rec == nil {
+		return nil, errors.New("not a JSON object: null")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	return rec, nil
+}
+
+func writeRecord(path string, rec Record) error {
+	data, err := wire.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode registry entry %s: %w", path, err)
+	}
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
+		return fmt.Errorf("Cannot write registry entry '%s': %w", path, err)
+	}
+	return nil
+}
