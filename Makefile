@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo.Version=$(V
 BIN      := bin/ctrl-exec
 NAMES    := ctrl-exec ctrl-exec-dispatcher ced ctrl-exec-agent cea ctrl-exec-api update-ctrl-exec-serial
 
-.PHONY: all build test vet fuzz bench demo clean
+.PHONY: all build test vet fuzz bench demo clean install install-man man-check dist
 
 all: build
 
@@ -40,5 +40,38 @@ bench:
 demo: build
 	bash test/demo.sh
 
+PREFIX  ?= /usr/local
+MANDIR  ?= $(PREFIX)/share/man
+DIST    := ctrl-exec-$(VERSION)-linux-$(shell $(GO) env GOARCH)
+ROLES   ?= --dispatcher --api --agent
+
+# e.g. sudo make install ROLES=--agent ; make install DESTDIR=/tmp/stage
+install: build
+	sh packaging/install.sh $(ROLES) $(if $(DESTDIR),--prefix $(DESTDIR))
+
+install-man:
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	ln -sf ctrl-exec.1 $(DESTDIR)$(MANDIR)/man1/ctrl-exec-dispatcher.1
+	ln -sf ctrl-exec.1 $(DESTDIR)$(MANDIR)/man1/ced.1
+	ln -sf ctrl-exec-agent.8 $(DESTDIR)$(MANDIR)/man8/cea.8
+
+man-check:
+	@for f in man/*.[158]; do \
+	  out=$$(MANWIDTH=80 man --warnings -l $$f 2>&1 >/dev/null); \
+	  if [ -n "$$out" ]; then echo "$$f: $$out"; exit 1; fi; \
+	done; echo "man pages render cleanly"
+
+# dist/ctrl-exec-<ver>-linux-<arch>.tar.gz (+ .sha256): bin/ man/ packaging/ LICENCE README.md
+dist: build
+	rm -rf dist/$(DIST) && mkdir -p dist/$(DIST)
+	cp -a bin man packaging LICENCE README.md dist/$(DIST)/
+	tar -C dist --owner=0 --group=0 --numeric-owner -czf dist/$(DIST).tar.gz $(DIST)
+	cd dist && sha256sum $(DIST).tar.gz > $(DIST).tar.gz.sha256
+	rm -rf dist/$(DIST)
+	@echo "built dist/$(DIST).tar.gz"
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

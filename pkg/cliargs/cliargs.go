@@ -80,7 +80,7 @@ func Parse(spec Spec, args []string) (Parsed, error) {
 		case "help", "h":
 			p.Help = true
 			continue
-		case "version":
+		case "version", "v":
 			p.Version = true
 			continue
 		}

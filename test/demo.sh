@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# make demo: a throwaway control host and agent on loopback, paired by the
+# script, then a run with awkward arguments, a ping table and the log lines.
+# Everything lives in a temp dir that is removed at the end.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin="$here/bin"
+work=$(mktemp -d "${TMPDIR:-/tmp}/ctrl-exec-demo.XXXXXX")
+ctl="$work/control"
+agt="$work/agent"
+pair_port=${DEMO_PAIR_PORT:-17444}
+agent_port=${DEMO_AGENT_PORT:-17443}
+pids=()
+
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Each side gets its own root; the demo's keys are 2048-bit to keep it quick.
+as_ctl() { CTRL_EXEC_ROOT=$ctl CTRL_EXEC_LOG=$work/control.log CTRL_EXEC_TEST_KEY_BITS=${DEMO_KEY_BITS:-2048} "$@"; }
+as_agt() { CTRL_EXEC_ROOT=$agt CTRL_EXEC_LOG=$work/agent.log CTRL_EXEC_HOSTNAME=demo-agent CTRL_EXEC_TEST_KEY_BITS=${DEMO_KEY_BITS:-2048} "$@"; }
+
+mkdir -p "$ctl/etc/ctrl-exec" "$ctl/var/lib/ctrl-exec/pairing" "$ctl/var/lib/ctrl-exec/agents" \
+	"$agt/etc/ctrl-exec-agent" "$agt/opt/ctrl-exec-scripts"
+
+step "control host: a private CA and the ctrl-exec certificate"
+as_ctl "$bin/ctrl-exec" setup-ca
+as_ctl "$bin/ctrl-exec" setup-ctrl-exec
+cat > "$ctl/etc/ctrl-exec/ctrl-exec.conf" <<CONF
+cert = $ctl/etc/ctrl-exec/ctrl-exec.crt
+key = $ctl/etc/ctrl-exec/ctrl-exec.key
+ca = $ctl/etc/ctrl-exec/ca.crt
+read_timeout = 30
+CONF
+
+step "agent: config and an allowlisted demo script"
+cat > "$agt/etc/ctrl-exec-agent/agent.conf" <<CONF
+port = $agent_port
+cert = $agt/etc/ctrl-exec-agent/agent.crt
+key = $agt/etc/ctrl-exec-agent/agent.key
+ca = $agt/etc/ctrl-exec-agent/ca.crt
+script_dirs = $agt/opt/ctrl-exec-scripts
+
+[tags]
+role = demo
+CONF
+cat > "$agt/opt/ctrl-exec-scripts/show-args.sh" <<'SCRIPT'
+#!/bin/sh
+# Prints each argument exactly as received, and the JSON context from stdin.
+i=0
+for a in "$@"; do i=$((i+1)); printf 'arg %d: [%s]\n' "$i" "$a"; done
+printf 'context: %s\n' "$(cat)"
+SCRIPT
+chmod 755 "$agt/opt/ctrl-exec-scripts/show-args.sh"
+echo "show-args = $agt/opt/ctrl-exec-scripts/show-args.sh" > "$agt/etc/ctrl-exec-agent/scripts.conf"
+as_agt "$bin/ctrl-exec-agent" self-check
+
+step "pairing over loopback (the script plays the operator)"
+as_ctl "$bin/ctrl-exec" pairing-mode --port "$pair_port" </dev/null >"$work/pairing.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -q 'Pairing mode active' "$work/pairing.out" 2>/dev/null && break; sleep 0.1; done
+cat "$work/pairing.out"
+reqid=$(as_agt "$bin/ctrl-exec-agent" request-pairing --dispatcher 127.0.0.1 --port "$pair_port" --background --timeout 60)
+echo "agent queued pairing request $reqid"
+as_ctl "$bin/ctrl-exec" list-requests
+as_ctl "$bin/ctrl-exec" approve "$reqid"
+for _ in $(seq 100); do as_agt "$bin/ctrl-exec-agent" pairing-status >/dev/null 2>&1 && break; sleep 0.1; done
+as_agt "$bin/ctrl-exec-agent" pairing-status
+as_ctl "$bin/ctrl-exec" list-agents
+
+step "agent: serving on port $agent_port"
+as_agt "$bin/ctrl-exec-agent" serve >"$work/agent.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -q 'ACTION=start' "$work/agent.log" 2>/dev/null && break; sleep 0.1; done
+
+step "run: arguments with spaces and shell metacharacters arrive untouched"
+as_ctl "$bin/ctrl-exec" run "127.0.0.1:$agent_port" show-args --username demo \
+	-- 'two words' '$(rm -rf /)' 'semi;colon' '*' "it's \"quoted\""
+
+step "ping"
+as_ctl "$bin/ctrl-exec" ping "127.0.0.1:$agent_port" || true
+
+step "syslog-style lines (control host, then agent)"
+sed 's/^/  /' "$work/control.log"
+sed 's/^/  /' "$work/agent.log"
+echo
+echo "Demo complete; removing $work."
