@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/ratelimit"
+)
+
+// runtime is everything a connection reads from the agent's configuration.
+// A reload builds a new one and swaps it in whole; each connection takes one
+// snapshot when it is accepted, so a request in flight finishes with the
+// settings it started with and no request is lost to a reload.
+type runtime struct {
+	cfg       *config.Agent
+	allowlist config.Allowlist
+	revoked   revokedSet
+	ipAllow   ratelimit.IPAllowlist
+	limiter   *ratelimit.Limiter // fresh per runtime: a reload clears rate state
+}
+
+func (s *Server) newRuntime(cfg *config.Agent, list config.Allowlist) *runtime {
+	return &runtime{
+		cfg:       cfg,
+		allowlist: list,
+		revoked:   loadRevoked(cfg.RevokedSerials, s.log, s.stderr),
+		ipAllow:   ratelimit.NewIPAllowlist(cfg.AllowedIPs),
+		limiter:   ratelimit.New(rateConfig(cfg), func() int64 { return s.now().Unix() }, s.log),
+	}
+}
+
+func rateConfig(cfg *config.Agent) ratelimit.Config {
+	spec := func(r config.RateSpec) ratelimit.Spec {
+		return ratelimit.Spec{Limit: int64(r.Limit), Window: int64(r.Window), Block: int64(r.Block)}
+	}
+	return ratelimit.Config{Disabled: cfg.RateLimitDisable, Volume: spec(cfg.RateVolume), Probe: spec(cfg.RateProbe)}
+}
+
+// Reload is the SIGHUP handler (SPEC §6.4, D-12). It re-reads agent.conf and
+// keeps the previous configuration when the new one does not load; re-reads
+// the allowlist and leaves it empty when that fails (fail closed, B-13);
+// re-reads the revoked serials and the stored ctrl-exec serial; starts a
+// fresh rate limiter; and loads cert, key and CA for new handshakes, keeping
+// the old identity if they do not load. The port cannot change without a
+// restart.
+func (s *Server) Reload() {
+	fmt.Fprintln(s.stderr, "Reloading allowlist, revocation list, and ctrl-exec serial...")
+	old := s.rt.Load()
+	cfg := old.cfg
+	next, warns, err := config.LoadAgent(s.configPath, s.paths)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "Config reload failed: %v - keeping the previous configuration\n", err)
+	} else {
+		logConfigWarnings(s.log, warns)
+		if next.Port != cfg.Port {
+			fmt.Fprintf(s.stderr, "Config reload: port changed from %d to %d - restart the agent to listen on the new port\n", cfg.Port, next.Port)
+		}
+		cfg = next
+	}
+
+	list, lines, err := config.LoadAllowlist(s.allowlistPath, cfg.ScriptDirs)
+	printLines(s.stderr, lines)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "Allowlist reload failed: %v\n", err)
+		list = config.Allowlist{}
+	}
+
+	if err := s.identity.Reload(cfg.Cert, cfg.Key, cfg.CA); err != nil {
+		fmt.Fprintf(s.stderr, "Certificate reload failed: %v - new connections keep the previous certificate\n", err)
+	}
+	rt := s.newRuntime(cfg, list)
+	s.serial.reload(cfg.SerialPath)
+	s.rt.Store(rt)
+}
+
+// logConfigWarnings logs the loader's non-fatal findings as config-warn lines.
+func logConfigWarnings(log zerolog.Logger, warns []config.Warning) {
+	for _, w := range warns {
+		ev := log.Warn()
+		if w.Entry != "" {
+			ev = ev.Str("ENTRY", w.Entry)
+		} else {
+			ev = ev.Str("KEY", w.Key)
+		}
+		ev.Str("MSG", w.Msg).Msg("config-warn")
+	}
+}
+
+func printLines(w io.Writer, lines []string) {
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+}

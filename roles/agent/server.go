@@ -1,0 +1,319 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/ratelimit"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
+)
+
+// Timeouts bound each stage of a connection. Script execution itself is
+// never bounded (SPEC §12.2).
+type Timeouts struct {
+	Handshake time.Duration // TLS handshake from accept; a slow client stalls no one else (B-6)
+	Request   time.Duration // reading the request head and body (§9.1)
+	Response  time.Duration // writing the response to a client that reads slowly
+	Shutdown  time.Duration // how long running requests may finish after SIGTERM
+	Hook      time.Duration // auth hook run; 0 = authhook.DefaultTimeout (D-19)
+}
+
+// DefaultTimeouts are the serve defaults.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{Handshake: 10 * time.Second, Request: 30 * time.Second, Response: 60 * time.Second, Shutdown: 10 * time.Second}
+}
+
+// ServerOptions are a Server's dependencies.
+type ServerOptions struct {
+	ConfigPath    string // agent.conf
+	AllowlistPath string // scripts.conf
+	Paths         paths.Paths
+	Log           zerolog.Logger
+	Now           func() time.Time
+	Stderr        io.Writer // warnings, as upstream's warn()
+	Hostname      string    // "host" in /ping and /capabilities
+	Version       string
+	Timeouts      Timeouts
+}
+
+// Server is the agent's mTLS server on port 7443 (SPEC §9): one goroutine
+// per connection, one request per connection.
+type Server struct {
+	configPath, allowlistPath string
+	paths                     paths.Paths
+	log                       zerolog.Logger
+	now                       func() time.Time
+	stderr                    io.Writer
+	hostname, version         string
+	timeouts                  Timeouts
+
+	identity  *tlsx.Identity
+	tlsConfig *tls.Config
+	rt        atomic.Pointer[runtime]
+	serial    storedSerial
+	routes    map[route]handler
+}
+
+// NewServer performs the serve startup sequence up to listening (SPEC §4.2
+// steps 1–4): agent.conf, the allowlist (script_dirs applied, D-8), the
+// revoked serials, the stored serial, and the TLS identity. Errors are fatal
+// to serve and are worded for the operator.
+func NewServer(o ServerOptions) (*Server, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Stderr == nil {
+		o.Stderr = io.Discard
+	}
+	if o.Timeouts == (Timeouts{}) {
+		o.Timeouts = DefaultTimeouts()
+	}
+	s := &Server{
+		configPath: o.ConfigPath, allowlistPath: o.AllowlistPath, paths: o.Paths,
+		log: o.Log, now: o.Now, stderr: o.Stderr,
+		hostname: o.Hostname, version: o.Version, timeouts: o.Timeouts,
+	}
+	s.serial.stderr = o.Stderr
+	s.routes = s.routeTable()
+
+	cfg, warns, err := config.LoadAgent(o.ConfigPath, o.Paths)
+	if err != nil {
+		return nil, err
+	}
+	logConfigWarnings(s.log, warns)
+	list, lines, err := config.LoadAllowlist(o.AllowlistPath, cfg.ScriptDirs)
+	printLines(s.stderr, lines)
+	if err != nil {
+		return nil, err
+	}
+	s.rt.Store(s.newRuntime(cfg, list))
+	s.serial.get(cfg.SerialPath)
+
+	s.identity, err = tlsx.LoadIdentity(cfg.Cert, cfg.Key, cfg.CA)
+	if err != nil {
+		return nil, fmt.Errorf("Cannot start server: %w", err)
+	}
+	s.tlsConfig = tlsx.AgentServerConfig(s.identity)
+	return s, nil
+}
+
+// Listen opens the configured port on every address, IPv6 and IPv4 alike
+// (IPv4 peers arrive IPv4-mapped and are shown as dotted IPv4).
+func (s *Server) Listen() (net.Listener, error) {
+	port := s.rt.Load().cfg.Port
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("Cannot start server: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve accepts connections on ln until ctx ends, then stops accepting,
+// gives requests in progress up to Timeouts.Shutdown to finish (connections
+// still in the handshake or sending their request are closed at once) and
+// returns nil. A listener failure other than a transient shortage of
+// descriptors or memory is logged as accept-fatal and returned.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.log.Info().Int("PORT", listenerPort(ln, s.rt.Load().cfg.Port)).Msg("start")
+
+	var conns sync.WaitGroup
+	stopClose := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stopClose()
+
+	var serveErr error
+	backoff := time.Duration(0)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if transientAcceptError(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			s.log.Error().Str("PEER", "unknown").Str("REASON", err.Error()).Msg("accept-fatal")
+			serveErr = fmt.Errorf("accepting connections on %s: %w", ln.Addr(), err)
+			ln.Close()
+			break
+		}
+		backoff = 0
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			s.serveConn(ctx, c)
+		}()
+	}
+
+	done := make(chan struct{})
+	go func() { conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.timeouts.Shutdown):
+		fmt.Fprintf(s.stderr, "Stopping with requests still running after %v; their scripts carry on without a reply\n", s.timeouts.Shutdown)
+	}
+	return serveErr
+}
+
+func listenerPort(ln net.Listener, fallback int) int {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return fallback
+}
+
+// transientAcceptError reports an accept failure that a later accept may not
+// repeat (descriptor or memory shortage, an aborted connection).
+func transientAcceptError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.EINTR, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// connGuard lets shutdown close a connection that has not reached its
+// handler yet, while a connection whose request is being handled (its script
+// running) is left to finish.
+type connGuard struct {
+	mu     sync.Mutex
+	conn   net.Conn
+	busy   bool
+	closed bool
+}
+
+func (g *connGuard) closeIfIdle() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.busy {
+		g.closed = true
+		g.conn.Close()
+	}
+}
+
+// enter marks the connection busy; false if shutdown already closed it.
+func (g *connGuard) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.busy = !g.closed
+	return g.busy
+}
+
+// countingConn counts the bytes a peer sent, to tell a TCP connect with
+// nothing sent (port checks) from a failed TLS handshake.
+type countingConn struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// serveConn runs the connection pipeline of SPEC §9.1 for one connection.
+func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
+	defer raw.Close()
+	guard := &connGuard{conn: raw}
+	stop := context.AfterFunc(ctx, guard.closeIfIdle)
+	defer stop()
+
+	rt := s.rt.Load()
+	peer := ratelimit.NormalizeIP(raw.RemoteAddr().String())
+
+	// D-15: the cheap checks come before the handshake; neither counts.
+	if !rt.ipAllow.Allows(peer) {
+		s.log.Warn().Str("PEER", peer).Msg("ip-block")
+		return
+	}
+	if rt.limiter.Blocked(peer) {
+		return
+	}
+
+	counted := &countingConn{Conn: raw}
+	conn := tls.Server(counted, s.tlsConfig)
+	_ = raw.SetDeadline(time.Now().Add(s.timeouts.Handshake))
+	if err := conn.Handshake(); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		if counted.n.Load() == 0 && errors.Is(err, io.EOF) {
+			// Connected and closed without a byte: a port check, not a probe.
+			return
+		}
+		rt.limiter.RecordFailure(peer)
+		s.log.Warn().Str("PEER", peer).Str("REASON", err.Error()).Msg("tls-failure")
+		rt.limiter.Check(peer)
+		return
+	}
+	defer conn.Close()
+
+	if rt.limiter.Check(peer) {
+		return
+	}
+	rt.limiter.RecordConnection(peer)
+
+	peerSerial := tlsx.PeerSerialHex(conn.ConnectionState())
+	if rt.revoked.revokes(peerSerial) {
+		s.log.Warn().Str("PEER", peer).Str("SERIAL", peerSerial).Msg("revoked-cert")
+		s.respond(raw, conn, reply{403, errorBody("certificate revoked")})
+		return
+	}
+	stored := s.serial.get(rt.cfg.SerialPath)
+
+	_ = raw.SetDeadline(time.Now().Add(s.timeouts.Request))
+	req, err := wire.ReadRequest(bufio.NewReader(conn), wire.AgentLimits())
+	if err != nil {
+		var re *wire.RequestError
+		if errors.As(err, &re) {
+			s.respond(raw, conn, reply{re.Status, errorBody(re.Msg)})
+		}
+		return
+	}
+	_ = raw.SetDeadline(time.Time{}) // the script may run as long as it likes
+
+	if !guard.enter() {
+		return
+	}
+	h, ok := s.routes[route{req.Method, req.Path}]
+	if !ok {
+		h = notFound
+	}
+	// Handlers outlive a client that gives up and a shutdown in progress:
+	// a script is never killed on their account (§12.2).
+	c := &call{rt: rt, peer: peer, peerSerial: peerSerial, storedSerial: stored, req: req}
+	s.respond(raw, conn, h(context.WithoutCancel(ctx), c))
+}
+
+// respond writes one response and leaves closing to the caller.
+func (s *Server) respond(raw net.Conn, conn *tls.Conn, r reply) {
+	_ = raw.SetWriteDeadline(time.Now().Add(s.timeouts.Response))
+	_ = wire.WriteResponse(conn, r.code, r.body, wire.AgentPhrase)
+}
+
+func errorBody(msg string) []byte {
+	return wire.JSON(map[string]string{"error": msg})
+}

@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+)
+
+// revokedSet holds revoked certificate serials, each normalised with
+// pki.SerialToHex (SPEC §7.10, §8.3).
+type revokedSet map[string]struct{}
+
+// revokes reports whether the peer's canonical hex serial is revoked. The
+// peer serial goes through the same normalisation as the file entries, so a
+// digit-only hex serial is read as decimal on both sides, as upstream does.
+func (r revokedSet) revokes(peerHex string) bool {
+	if peerHex == "" {
+		return false
+	}
+	norm, ok := pki.SerialToHex(peerHex)
+	if !ok {
+		return false
+	}
+	_, found := r[norm]
+	return found
+}
+
+// loadRevoked reads the revoked-serials file: one entry per line, "#" starts
+// a comment anywhere, whitespace around entries ignored. An absent file means
+// nothing is revoked (logged as revoked-serials-absent); an unreadable one
+// warns on stderr and also means nothing is revoked, as upstream. An entry
+// SerialToHex cannot read is dropped with a config-warn line.
+func loadRevoked(path string, log zerolog.Logger, stderr io.Writer) revokedSet {
+	set := revokedSet{}
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		log.Info().Str("PATH", path).Str("REASON", "file not found - no serials revoked").Msg("revoked-serials-absent")
+		return set
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "Cannot read revoked serials '%s': %v\n", path, osReason(err))
+		return set
+	}
+	return parseRevoked(data, log)
+}
+
+// parseRevoked reads revoked-serials content (see loadRevoked).
+func parseRevoked(data []byte, log zerolog.Logger) revokedSet {
+	set := revokedSet{}
+	for _, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.Trim(line, " \t\r\n\f\v")
+		if line == "" {
+			continue
+		}
+		norm, ok := pki.SerialToHex(line)
+		if !ok {
+			log.Warn().Str("ENTRY", line).Str("MSG", "revoked serial not understood - entry ignored").Msg("config-warn")
+			continue
+		}
+		if norm != "" {
+			set[norm] = struct{}{}
+		}
+	}
+	return set
+}
+
+// readStoredSerial reads the stored ctrl-exec serial (SPEC §7.11): the first
+// line with all whitespace removed, lowercased; anything but hex digits, an
+// absent file or an unreadable one is "" (no serial stored).
+func readStoredSerial(path string, stderr io.Writer) string {
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "Cannot read ctrl-exec serial '%s': %v\n", path, osReason(err))
+		return ""
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(f).ReadBytes('\n')
+	if err != nil && err != io.EOF {
+		fmt.Fprintf(stderr, "Cannot read ctrl-exec serial '%s': %v\n", path, osReason(err))
+		return ""
+	}
+	return parseStoredSerial(line)
+}
+
+// parseStoredSerial turns the first line of ctrl-exec-serial into the serial:
+// whitespace removed, lowercased, and "" unless only hex digits remain.
+func parseStoredSerial(line []byte) string {
+	line = bytes.ToLower(bytes.Join(bytes.Fields(line), nil))
+	if len(line) == 0 || strings.Trim(string(line), "0123456789abcdef") != "" {
+		return ""
+	}
+	return string(line)
+}
+
+// storedSerial keeps the stored ctrl-exec serial and notices when its file
+// changes, so a serial written by update-ctrl-exec-serial (or a Perl helper
+// that cannot find our PID) takes effect on the next connection without a
+// SIGHUP (D-26).
+type storedSerial struct {
+	stderr io.Writer
+	mu     sync.Mutex // serialises re-reads
+	cur    atomic.Pointer[serialState]
+}
+
+type serialState struct {
+	path  string
+	stamp fileStamp
+	value string
+}
+
+// get returns the serial stored at path, re-reading the file when its
+// identity, size or modification time differ from the last read.
+func (s *storedSerial) get(path string) string {
+	stamp := stampOf(path)
+	if st := s.cur.Load(); st != nil && st.path == path && st.stamp == stamp {
+		return st.value
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.cur.Load(); st != nil && st.path == path && st.stamp == stamp {
+		return st.value
+	}
+	// The stamp is taken before the read: a write racing with it leaves a
+	// stale stamp, which only causes one more re-read later.
+	value := readStoredSerial(path, s.stderr)
+	s.cur.Store(&serialState{path: path, stamp: stamp, value: value})
+	return value
+}
+
+// reload forgets the cached serial and reads path again (SIGHUP).
+func (s *storedSerial) reload(path string) string {
+	s.cur.Store(nil)
+	return s.get(path)
+}
+
+// fileStamp identifies one version of a file; the zero value is "absent".
+type fileStamp struct {
+	dev, ino   uint64
+	size       int64
+	modTimeNs  int64
+	changeTime int64
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	st := fileStamp{size: fi.Size(), modTimeNs: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.dev, st.ino = uint64(sys.Dev), sys.Ino
+		st.changeTime = sys.Ctim.Nano()
+	}
+	return st
+}
+
+// osReason is the operating system's reason alone ("Permission denied"),
+// without the path that the caller's message already names.
+func osReason(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		if msg := pe.Err.Error(); msg != "" {
+			return strings.ToUpper(msg[:1]) + msg[1:]
+		}
+	}
+	return err.Error()
+}

@@ -1,0 +1,178 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
+)
+
+func TestParseRevoked(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          []string
+		warn          string
+	}{
+		{"empty", "", nil, ""},
+		{"comments and blanks", "# header\n\n   \n# ab\n", nil, ""},
+		{"every spelling", "ab\n0xAC\nserial=AD\n00:AE\n175\nB0 # inline comment\n\t0b1\r\n", []string{"ab", "ac", "ad", "ae", "af", "b0", "0b1"}, ""},
+		{"digit-only hex is decimal", "0A\nserial=10\n", []string{"0a", "a"}, ""},
+		{"not a serial", "zz-top\nab\n", []string{"ab"}, "ACTION=config-warn ENTRY=zz-top MSG=\"revoked serial not understood - entry ignored\"\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log syncBuffer
+			set := parseRevoked([]byte(tt.content), logx.NewWriter("x", &log))
+			var got []string
+			for s := range set {
+				got = append(got, s)
+			}
+			sort.Strings(got)
+			want := append([]string(nil), tt.want...)
+			sort.Strings(want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("set (-want +got):\n%s", diff)
+			}
+			_, gotWarn, _ := strings.Cut(log.String(), "]: ")
+			if diff := cmp.Diff(tt.warn, gotWarn); diff != "" {
+				t.Errorf("log (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRevokesNormalisesThePeer(t *testing.T) {
+	// Entry "10" is decimal ten, "a". The peer's canonical hex goes through
+	// the same function: "10" (serial 0x10) reads as decimal ten and matches;
+	// "0a" (serial ten) keeps its letter and misses (B-19).
+	set := parseRevoked([]byte("10\n"), zerolog.Nop())
+	for peer, want := range map[string]bool{"10": true, "0a": false, "a": true, "": false} {
+		if got := set.revokes(peer); got != want {
+			t.Errorf("revokes(%q) = %v, want %v", peer, got, want)
+		}
+	}
+}
+
+func TestLoadRevokedAbsentFile(t *testing.T) {
+	var log syncBuffer
+	path := filepath.Join(t.TempDir(), "revoked-serials")
+	if set := loadRevoked(path, logx.NewWriter("x", &log), nil); len(set) != 0 {
+		t.Errorf("set %v", set)
+	}
+	want := `ACTION=revoked-serials-absent PATH=` + path + ` REASON="file not found - no serials revoked"` + "\n"
+	if _, got, _ := strings.Cut(log.String(), "]: "); got != want {
+		t.Errorf("log %q, want %q", got, want)
+	}
+}
+
+func TestParseStoredSerial(t *testing.T) {
+	tests := map[string]string{
+		"01000005\n":    "01000005",
+		"  0A BC \n":    "0abc",
+		"ABCDEF":        "abcdef",
+		"0x01\n":        "",
+		"serial=01\n":   "",
+		"\n":            "",
+		"":              "",
+		"12:34\n":       "",
+		"\t1\t2\r\n":    "12",
+		"ab\nff\n":      "ab",
+		"\xff\xfe01\n":  "",
+		"deadbeefcafe ": "deadbeefcafe",
+	}
+	for in, want := range tests {
+		line := in
+		if i := strings.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
+		}
+		if got := parseStoredSerial([]byte(line)); got != want {
+			t.Errorf("parseStoredSerial(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestStoredSerialFollowsTheFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ctrl-exec-serial")
+	var s storedSerial
+	if got := s.get(path); got != "" {
+		t.Errorf("absent: %q", got)
+	}
+	steps := []string{"01000005\n", "01000006\n", "bad!\n", "0abc\n"}
+	want := []string{"01000005", "01000006", "", "0abc"}
+	for i, content := range steps {
+		// Replaced the way update-ctrl-exec-serial does: a new file renamed in.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.get(path); got != want[i] {
+			t.Errorf("after writing %q: %q, want %q", content, got, want[i])
+		}
+	}
+	// Rewritten in place with the same size.
+	if err := os.WriteFile(path, []byte("0abd\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.get(path); got != "0abd" {
+		t.Errorf("in-place rewrite: %q", got)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.get(path); got != "" {
+		t.Errorf("after removal: %q", got)
+	}
+}
+
+func FuzzParseRevoked(f *testing.F) {
+	for _, seed := range []string{"ab\n", "0xAB\nserial=ab\n00:ab\n171\n", "# c\n  x_y  \n", "::\n0x\nserial=\n", "\x00\xff"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for serial := range parseRevoked(data, zerolog.Nop()) {
+			if serial == "" {
+				t.Fatal("empty serial in the set")
+			}
+		}
+	})
+}
+
+func FuzzParseStoredSerial(f *testing.F) {
+	for _, seed := range []string{"01000005\n", " A b\tC\r\n", "0x1", "\xff"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		got := parseStoredSerial(line)
+		if strings.Trim(got, "0123456789abcdef") != "" {
+			t.Fatalf("%q gave non-hex %q", line, got)
+		}
+	})
+}
+
+func FuzzDecodeObject(f *testing.F) {
+	for _, seed := range []string{`{"script":"x","args":["a",1,true,null],"reqid":5}`, `[]`, `{"a":{}} `, `{`, "{\"\xff\":1}", `null`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		obj, ok := decodeObject(body)
+		if !ok {
+			return
+		}
+		for _, key := range []string{"script", "args", "reqid", "username", "token"} {
+			_ = logText(obj.get(key))
+		}
+		if list, isList := obj.get("args").([]any); isList {
+			scalarTexts(list)
+		}
+	})
+}
