@@ -66,7 +66,7 @@ func Main(prog string, args []string) int {
 }
 
 func newApp(e *env) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:            "ctrl-exec-agent",
 		Usage:           "serve allowlisted scripts to the ctrl-exec control host over mTLS",
 		Version:         buildinfo.Version,
@@ -90,6 +90,10 @@ func newApp(e *env) *cli.App {
 			selfPingCommand(e),
 		},
 	}
+	for _, c := range app.Commands {
+		c.HideHelpCommand = true // no implicit "h"/"help" subcommands
+	}
+	return app
 }
 
 const usage = `Usage: ctrl-exec-agent [options] [mode]

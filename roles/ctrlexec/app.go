@@ -92,6 +92,11 @@ func newApp(e *env) *cli.App {
 			serialStatusCommand(e),
 		},
 	}
+	// urfave/cli would otherwise give every command an "h"/"help"
+	// subcommand, so `ctrl-exec approve h` would show help instead.
+	for _, c := range app.Commands {
+		c.HideHelpCommand = true
+	}
 	return app
 }
 

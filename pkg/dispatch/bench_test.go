@@ -1,0 +1,126 @@
+package dispatch
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
+)
+
+var (
+	bigPKIOnce sync.Once
+	bigPKI     *testPKI
+	bigPKIErr  error
+)
+
+// rsa4096PKI is a CA, a ctrl-exec identity and one agent identity with
+// production-size keys, made once per benchmark run.
+func rsa4096PKI(b *testing.B) *testPKI {
+	b.Helper()
+	bigPKIOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dispatch-pki-4096")
+		if err != nil {
+			bigPKIErr = err
+			return
+		}
+		now := time.Now()
+		ca, err := pki.CreateCA(pki.CAFilesIn(filepath.Join(dir, "ca")), 4096, now)
+		if err != nil {
+			bigPKIErr = err
+			return
+		}
+		p := &testPKI{Dir: dir, CAFile: ca.Files.Cert, Cert: filepath.Join(dir, "ctrl-exec.crt"), KeyFile: filepath.Join(dir, "ctrl-exec.key")}
+		if _, err := ca.IssueCtrlExecCert(p.KeyFile, p.Cert, 4096, 30, now); err != nil {
+			bigPKIErr = err
+			return
+		}
+		p.Agent, bigPKIErr = issueAgent(ca, 4096, filepath.Join(dir, "agent"), now)
+		bigPKI = p
+	})
+	if bigPKIErr != nil {
+		b.Fatal(bigPKIErr)
+	}
+	return bigPKI
+}
+
+// BenchmarkHandshakeRSA4096 is one full mTLS handshake over loopback with
+// RSA-4096 keys on both ends and the production configs (tlsx), client and
+// server in this process one at a time: the CPU a fan-out pays per host.
+func BenchmarkHandshakeRSA4096(b *testing.B) {
+	p := rsa4096PKI(b)
+	id, err := tlsx.LoadIdentity(p.Agent.Cert, p.Agent.Key, p.Agent.CA)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := tlsx.LoadClientConfig(p.Cert, p.KeyFile, p.CAFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error)
+	go func() {
+		server := tlsx.AgentServerConfig(id)
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn := tls.Server(raw, server)
+			served <- conn.Handshake()
+			conn.Close()
+		}
+	}()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		raw, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn := tls.Client(raw, client)
+		if err := conn.Handshake(); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-served; err != nil { // the server checks our certificate last
+			b.Fatal(err)
+		}
+		conn.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N), "ms/handshake")
+}
+
+// BenchmarkPingFanOutRSA4096 pings 100 targets (one in-process agent) with
+// RSA-4096 keys through the engine: per-host cost including the exchange.
+func BenchmarkPingFanOutRSA4096(b *testing.B) {
+	p := rsa4096PKI(b)
+	a := startAgent(b, p.Agent, reply(200, `{"status":"ok","host":"a","version":"v","expiry":"unknown"}`))
+	c := &Client{Cert: p.Cert, Key: p.KeyFile, CA: p.CAFile}
+	hosts := make([]string, 100)
+	for i := range hosts {
+		hosts[i] = a.Host
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := c.Ping(context.Background(), hosts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range res {
+			if !r.OK() {
+				b.Fatal(string(wire.JSON(r)))
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed())/float64(time.Millisecond)/float64(b.N*len(hosts)), "ms/host")
+}

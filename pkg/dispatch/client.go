@@ -1,0 +1,383 @@
+// Package dispatch is the control host's fan-out engine (SPEC §10): it sends
+// one request to many agents at once over mTLS and returns one result per
+// host, in the order the hosts were given (D-17).
+//
+// The CLI, the API, certificate renewal and serial broadcasts all use it.
+// Authorisation, locks and output belong to those callers, not here.
+//
+//	c := dispatch.NewClient(conf, log)
+//	results, err := c.Run(ctx, dispatch.RunRequest{Hosts: hosts, Script: "backup"})
+//
+// Results marshal to exactly the JSON objects of §10.4-§10.6: the agent's
+// reply object, members in arrival order and unknown members kept, plus the
+// fields the control host adds.
+package dispatch
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
+)
+
+// Limits of one call.
+const (
+	MaxHosts           = 500 // hard ceiling per call (§10.1)
+	DefaultConcurrency = 256 // connections open at once
+	DefaultTimeout     = 60 * time.Second
+)
+
+// ErrTooManyHosts is returned before any connection when a call names more
+// than MaxHosts hosts. Its text is the one the CLI and API print.
+var ErrTooManyHosts = fmt.Errorf("too many hosts (max %d)", MaxHosts)
+
+// Client holds what every request needs. It keeps no state between calls,
+// so a copy with other fields (say the previous cert and key for a rotation
+// broadcast, D-25) is an independent client.
+type Client struct {
+	Cert, Key, CA string // PEM files, read afresh by every call so a rotated cert is used at once
+
+	// Timeout is the per-host deadline: connect, handshake, request and the
+	// whole reply (ctrl-exec.conf read_timeout, else timeout, else 60 s).
+	Timeout time.Duration
+	// Port is the agent port for host arguments without one (0: 7443).
+	Port int
+	// Concurrency bounds the connections open at once (0: 256). Every host
+	// of a call is still contacted in the same call.
+	Concurrency int
+
+	Log zerolog.Logger
+	Now func() time.Time // clock for rtt (nil: time.Now)
+
+	// TLSConfig builds the client TLS configuration once per call (nil:
+	// tlsx.LoadClientConfig(Cert, Key, CA)). A caller holding a key pair in
+	// memory (the previous one, for a rotation broadcast) supplies it here.
+	TLSConfig func() (*tls.Config, error)
+
+	// Progress, if set, is called on the calling goroutine after each host's
+	// result arrives: done of total finished, failed of them not successful.
+	Progress func(done, failed, total int)
+
+	// AfterPing, if set, is called with every Ping batch before Ping
+	// returns. It is the hook for agent certificate renewal (§15.1): it
+	// receives all results and picks the ones with status "ok" whose expiry
+	// is due. It must not change the results.
+	AfterPing func(ctx context.Context, results []PingResult)
+}
+
+// NewClient builds a Client from ctrl-exec.conf.
+func NewClient(conf *config.Control, log zerolog.Logger) *Client {
+	c := &Client{Cert: conf.Cert, Key: conf.Key, CA: conf.CA, Log: log}
+	if conf.ReadTimeout > 0 {
+		c.Timeout = time.Duration(conf.ReadTimeout) * time.Second
+	}
+	return c
+}
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Client) timeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+// timeoutText is T of "read timeout after <T>s": whole seconds as configured.
+func (c *Client) timeoutText() string {
+	return strconv.FormatFloat(c.timeout().Seconds(), 'f', -1, 64)
+}
+
+func (c *Client) tlsConfig() (*tls.Config, error) {
+	if c.TLSConfig != nil {
+		return c.TLSConfig()
+	}
+	return tlsx.LoadClientConfig(c.Cert, c.Key, c.CA)
+}
+
+// Target resolves one host argument with the client's default port.
+func (c *Client) Target(arg string) Target { return ParseTarget(arg, c.Port) }
+
+// Do makes one request (method, path, JSON body) to one agent over a fresh
+// mTLS connection, within the per-host deadline. A non-2xx status is a
+// Reply, not an error; an error (a *TransportError for network and TLS
+// failures) means no status was received. Renewal uses it for /renew.
+func (c *Client) Do(ctx context.Context, t Target, method, path string, body []byte) (Reply, error) {
+	cfg, err := c.tlsConfig()
+	if err != nil {
+		return Reply{}, err
+	}
+	return c.exchange(ctx, cfg, t, method, path, body)
+}
+
+// fanOut prepares a call: checks the host count, loads the TLS material
+// once and resolves the targets.
+func (c *Client) fanOut(hosts []string) (*tls.Config, []Target, error) {
+	if len(hosts) > MaxHosts {
+		return nil, nil, ErrTooManyHosts
+	}
+	cfg, err := c.tlsConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	targets := make([]Target, len(hosts))
+	for i, h := range hosts {
+		targets[i] = c.Target(h)
+	}
+	return cfg, targets, nil
+}
+
+// each runs one(i) for every target, at most Concurrency at a time, and
+// reports progress with failed(i) deciding what counts as a failure. It
+// returns when every one has finished.
+func (c *Client) each(ctx context.Context, n int, one func(ctx context.Context, i int), failed func(i int) bool) {
+	limit := c.Concurrency
+	if limit <= 0 {
+		limit = DefaultConcurrency
+	}
+	slots := make(chan struct{}, limit)
+	done := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			one(ctx, i)
+			done <- i
+		}()
+	}
+	nFailed := 0
+	for finished := 1; finished <= n; finished++ {
+		i := <-done
+		if failed(i) {
+			nFailed++
+		}
+		if c.Progress != nil {
+			c.Progress(finished, nFailed, n)
+		}
+	}
+}
+
+// RunRequest is one script run on many hosts.
+type RunRequest struct {
+	Hosts    []string // "name", "name:port", "[v6]", "[v6]:port"
+	Script   string
+	Args     []string
+	Username string // advisory, forwarded to the agent
+	Token    string // forwarded to the agent; never logged
+	ReqID    string // "" = a fresh one; every host shares it
+}
+
+// Run runs a script on every host at once (§10.2) and returns one result
+// per host in request order. The error is for the call as a whole, before
+// any connection: too many hosts, or TLS material that cannot be loaded.
+func (c *Client) Run(ctx context.Context, req RunRequest) ([]RunResult, error) {
+	cfg, targets, err := c.fanOut(req.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	reqid := req.ReqID
+	if reqid == "" {
+		reqid = pki.NewReqID()
+	}
+	args := req.Args
+	if args == nil {
+		args = []string{}
+	}
+	var payload Object
+	payload.Set("script", req.Script)
+	payload.Set("args", args)
+	payload.Set("reqid", reqid)
+	payload.Set("username", req.Username)
+	payload.Set("token", req.Token)
+	body, _ := payload.MarshalJSON()
+	c.Log.Info().Str("SCRIPT", req.Script).Str("HOSTS", strings.Join(req.Hosts, ",")).
+		Str("REQID", reqid).Msg("dispatch")
+
+	results := make([]RunResult, len(targets))
+	c.each(ctx, len(targets), func(ctx context.Context, i int) {
+		results[i] = c.runOne(ctx, cfg, targets[i], req.Script, reqid, body)
+	}, func(i int) bool { return results[i].Failed() })
+	return results, nil
+}
+
+func (c *Client) runOne(ctx context.Context, cfg *tls.Config, t Target, script, reqid string, body []byte) RunResult {
+	rep, err := c.exchange(ctx, cfg, t, "POST", "/run", body)
+	rtt := formatRTT(rep.RTT)
+	res := RunResult{Target: t}
+	if err != nil || !rep.OK() {
+		msg := c.runError(rep, err)
+		c.Log.Error().Str("SCRIPT", script).Str("TARGET", t.String()).Str("ERROR", msg).
+			Str("RTT", rtt).Str("REQID", reqid).Msg("run")
+		res.Object.Set("host", t.Host)
+		res.Object.Set("script", script)
+		res.Object.Set("exit", -1)
+		res.Object.Set("error", msg)
+		res.Object.Set("rtt", rtt)
+		res.Object.Set("reqid", reqid)
+		return res
+	}
+	obj, perr := ParseObject(rep.Body)
+	if perr != nil {
+		obj = Object{}
+		obj.Set("host", t.Host)
+		obj.Set("exit", -1)
+		obj.Set("error", "invalid JSON response")
+	}
+	obj.SetDefault("host", t.Host)
+	obj.Set("rtt", rtt)
+	obj.SetDefault("reqid", reqid)
+	res.Object = obj
+	ev := c.Log.Info().Str("SCRIPT", script).Str("TARGET", t.String())
+	if obj.Defined("exit") {
+		ev = ev.Str("EXIT", obj.Str("exit"))
+	} else {
+		ev = ev.Str("EXIT", "")
+	}
+	ev.Str("RTT", rtt).Str("REQID", reqid).Msg("run")
+	return res
+}
+
+// runError is the error text of a failed run (§10.3), timeouts included.
+func (c *Client) runError(rep Reply, err error) string {
+	msg := failureText(rep, err)
+	if err == nil && (rep.Status == 403 || rep.Status == 413) {
+		return msg
+	}
+	// Upstream rewrites any other failure that mentions a timeout.
+	var te *TransportError
+	if errors.As(err, &te) {
+		if te.Timeout {
+			return "read timeout after " + c.timeoutText() + "s"
+		}
+		return msg
+	}
+	if strings.Contains(strings.ToLower(msg), "timeout") {
+		return "read timeout after " + c.timeoutText() + "s"
+	}
+	return msg
+}
+
+// failureText classifies a failed exchange (§10.3, without the run-only
+// timeout rewrite).
+func failureText(rep Reply, err error) string {
+	switch {
+	case err != nil:
+		return err.Error()
+	case rep.Status == 403:
+		if obj, perr := ParseObject(rep.Body); perr == nil && obj.Defined("error") {
+			return "forbidden: " + obj.Str("error")
+		}
+		return "forbidden: " + rep.StatusLine
+	case rep.Status == 413:
+		return "request too large"
+	}
+	return rep.StatusLine
+}
+
+// Ping pings every host at once (§10.5), then calls AfterPing, and returns
+// one result per host in request order.
+func (c *Client) Ping(ctx context.Context, hosts []string) ([]PingResult, error) {
+	cfg, targets, err := c.fanOut(hosts)
+	if err != nil {
+		return nil, err
+	}
+	reqid := pki.NewReqID()
+	var payload Object
+	payload.Set("reqid", reqid)
+	body, _ := payload.MarshalJSON()
+	results := make([]PingResult, len(targets))
+	c.each(ctx, len(targets), func(ctx context.Context, i int) {
+		results[i] = c.pingOne(ctx, cfg, targets[i], reqid, body)
+	}, func(i int) bool { return !results[i].OK() })
+	if c.AfterPing != nil {
+		c.AfterPing(ctx, results)
+	}
+	return results, nil
+}
+
+func (c *Client) pingOne(ctx context.Context, cfg *tls.Config, t Target, reqid string, body []byte) PingResult {
+	rep, err := c.exchange(ctx, cfg, t, "POST", "/ping", body)
+	rtt := formatRTT(rep.RTT)
+	res := PingResult{Target: t}
+	var msg string
+	if err != nil || !rep.OK() {
+		msg = failureText(rep, err)
+	} else if obj, perr := ParseObject(rep.Body); perr == nil {
+		obj.Set("rtt", rtt)
+		obj.SetDefault("host", t.Host)
+		res.Object = obj
+		c.Log.Info().Str("TARGET", t.String()).Str("RESULT", "ok").Str("RTT", rtt).Str("REQID", reqid).Msg("ping")
+		return res
+	} else {
+		msg = "invalid JSON"
+	}
+	c.Log.Error().Str("TARGET", t.String()).Str("ERROR", msg).Str("RTT", rtt).Str("REQID", reqid).Msg("ping")
+	res.Object.Set("host", t.Host)
+	res.Object.Set("status", "error")
+	res.Object.Set("error", msg)
+	res.Object.Set("rtt", rtt)
+	return res
+}
+
+// Capabilities asks every host for its allowlist at once (§10.6) and
+// returns one result per host in request order.
+func (c *Client) Capabilities(ctx context.Context, hosts []string) ([]CapResult, error) {
+	cfg, targets, err := c.fanOut(hosts)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]CapResult, len(targets))
+	c.each(ctx, len(targets), func(ctx context.Context, i int) {
+		results[i] = c.capabilitiesOne(ctx, cfg, targets[i])
+	}, func(i int) bool { return !results[i].OK() })
+	return results, nil
+}
+
+func (c *Client) capabilitiesOne(ctx context.Context, cfg *tls.Config, t Target) CapResult {
+	rep, err := c.exchange(ctx, cfg, t, "GET", "/capabilities", nil)
+	rtt := formatRTT(rep.RTT)
+	res := CapResult{Target: t}
+	var msg string
+	switch {
+	case err != nil:
+		msg = err.Error()
+	case !rep.OK():
+		msg = rep.StatusLine
+	default:
+		obj, perr := ParseObject(rep.Body)
+		if perr != nil {
+			msg = "invalid JSON"
+			break
+		}
+		obj.Set("rtt", rtt)
+		obj.SetDefault("host", t.Host)
+		res.Object = obj
+		c.Log.Info().Str("TARGET", t.String()).Int("SCRIPTS", len(res.Scripts())).Str("RTT", rtt).Msg("capabilities")
+		return res
+	}
+	c.Log.Error().Str("TARGET", t.String()).Str("ERROR", msg).Str("RTT", rtt).Msg("capabilities")
+	res.Object.Set("host", t.Host)
+	res.Object.Set("status", "error")
+	res.Object.Set("error", msg)
+	res.Object.Set("rtt", rtt)
+	return res
+}
+
+// formatRTT is upstream's sprintf('%.0fms'): whole milliseconds, rounded.
+func formatRTT(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 0, 64) + "ms"
+}

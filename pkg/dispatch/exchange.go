@@ -1,0 +1,180 @@
+package dispatch
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
+)
+
+// Reply is an agent's HTTP answer.
+type Reply struct {
+	Status     int    // e.g. 403
+	StatusLine string // e.g. "403 Error": the code and the agent's reason phrase
+	Body       []byte
+	RTT        time.Duration // connect, handshake, request and response
+}
+
+// OK reports a 2xx status.
+func (r Reply) OK() bool { return r.Status >= 200 && r.Status < 300 }
+
+// Phase says how far an exchange got before it failed.
+type Phase int
+
+const (
+	PhaseConnect  Phase = iota // TCP connect, name lookup, TLS handshake
+	PhaseExchange              // sending the request or reading the response
+)
+
+// TransportError is an exchange that produced no HTTP status. Its text is
+// the status-line style Perl's LWP reports and operators grep for:
+//
+//	500 Can't connect to web-01:7443 (Connection refused)
+//	500 read timeout
+type TransportError struct {
+	Target   Target
+	Phase    Phase
+	Timeout  bool  // the per-host deadline passed
+	Canceled bool  // the caller's context was cancelled
+	Err      error // the underlying cause
+}
+
+func (e *TransportError) Error() string {
+	if e.Phase == PhaseConnect {
+		return "500 Can't connect to " + e.Target.String() + " (" + connectReason(e) + ")"
+	}
+	switch {
+	case e.Canceled:
+		return "500 request cancelled"
+	case e.Timeout:
+		return "500 read timeout"
+	case errors.Is(e.Err, wire.ErrNoResponse):
+		return "500 Server closed connection without sending any data back"
+	}
+	return "500 " + strings.TrimPrefix(e.Err.Error(), "500 ")
+}
+
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// connectReason words a connect or handshake failure like the C library
+// and OpenSSL messages upstream shows inside the parentheses.
+func connectReason(e *TransportError) string {
+	switch {
+	case e.Canceled:
+		return "cancelled"
+	case e.Timeout:
+		return "timeout"
+	}
+	err := e.Err
+	var dnsErr *net.DNSError
+	var errno syscall.Errno
+	var verifyErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var alert tls.AlertError
+	var addrErr *net.AddrError
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "Name or service not known"
+	case errors.As(err, &dnsErr):
+		return capitalise(dnsErr.Err)
+	case errors.As(err, &unknownAuth):
+		return "SSL connect attempt failed: certificate verify failed: agent certificate not signed by the ctrl-exec CA"
+	case errors.As(err, &invalid):
+		return "SSL connect attempt failed: certificate verify failed: " + strings.TrimPrefix(invalid.Error(), "x509: ")
+	case errors.As(err, &verifyErr):
+		return "SSL connect attempt failed: certificate verify failed: " + strings.TrimPrefix(verifyErr.Err.Error(), "x509: ")
+	case errors.As(err, &alert):
+		return "SSL connect attempt failed: " + alert.Error()
+	case errors.As(err, &errno):
+		return capitalise(errno.Error())
+	case errors.As(err, &addrErr):
+		return capitalise(addrErr.Err)
+	}
+	if alert := remoteAlert(err); alert != nil {
+		return "SSL connect attempt failed: " + alert.Error()
+	}
+	return err.Error()
+}
+
+// remoteAlert returns the TLS alert the agent sent, if err is one. With
+// TLS 1.3 an agent that refuses our certificate says so only after our side
+// of the handshake is done, so the alert can arrive with the first read.
+func remoteAlert(err error) error {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" {
+		return opErr
+	}
+	return nil
+}
+
+// capitalise makes Go's lower-case errno texts read like strerror(3):
+// "connection refused" → "Connection refused".
+func capitalise(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}
+
+// exchange makes one request to t over a fresh mTLS connection and reads the
+// whole reply, all within c's per-host deadline. Cancelling ctx ends it too.
+func (c *Client) exchange(ctx context.Context, cfg *tls.Config, t Target, method, path string, body []byte) (Reply, error) {
+	start := c.now()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	fail := func(phase Phase, err error) (Reply, error) {
+		te := &TransportError{Target: t, Phase: phase, Err: err}
+		// The socket deadline and the context timer fire at the same
+		// instant in either order: a socket timeout is the deadline too.
+		var ne net.Error
+		te.Canceled = errors.Is(ctx.Err(), context.Canceled)
+		te.Timeout = !te.Canceled && (errors.Is(ctx.Err(), context.DeadlineExceeded) ||
+			errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()))
+		return Reply{RTT: c.now().Sub(start)}, te
+	}
+
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", t.Addr())
+	if err != nil {
+		return fail(PhaseConnect, err)
+	}
+	defer raw.Close()
+	// One deadline for everything after connect; a cancelled ctx pulls it in.
+	deadline, _ := ctx.Deadline()
+	raw.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	conf := cfg.Clone()
+	if net.ParseIP(t.Host) == nil {
+		conf.ServerName = t.Host // SNI, as upstream sends; the chain check ignores names
+	}
+	conn := tls.Client(raw, conf)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return fail(PhaseConnect, err)
+	}
+	if err := wire.WriteClientRequest(conn, method, path, t.Addr(), body); err != nil {
+		return fail(PhaseExchange, err)
+	}
+	status, line, respBody, err := wire.ReadClientResponse(bufio.NewReaderSize(conn, 16<<10))
+	if err != nil {
+		if remoteAlert(err) != nil {
+			return fail(PhaseConnect, err)
+		}
+		return fail(PhaseExchange, err)
+	}
+	if !strings.Contains(line, " ") {
+		line += " " + http.StatusText(status) // LWP fills in a missing reason phrase
+	}
+	return Reply{Status: status, StatusLine: strings.TrimRight(line, " "), Body: respBody, RTT: c.now().Sub(start)}, nil
+}
