@@ -9,8 +9,17 @@ bin="$here/bin"
 work=$(mktemp -d "${TMPDIR:-/tmp}/ctrl-exec-demo.XXXXXX")
 ctl="$work/control"
 agt="$work/agent"
-pair_port=${DEMO_PAIR_PORT:-17444}
-agent_port=${DEMO_AGENT_PORT:-17443}
+# A loopback port nobody answers on (override with DEMO_PAIR_PORT / DEMO_AGENT_PORT).
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+	echo "no free port found" >&2; exit 1
+}
+pair_port=${DEMO_PAIR_PORT:-$(free_port)}
+agent_port=${DEMO_AGENT_PORT:-$(free_port)}
 pids=()
 
 cleanup() {
