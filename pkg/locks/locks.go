@@ -240,3 +240,14 @@ func tryLock(f *os.File) (bool, error) {
 	}
 	return false, fmt.Errorf("lock %s: %w", f.Name(), lockErr)
 }
+
+// CheckAndAcquire is the dispatch rule of D-27: check availability, then
+// take every lock and hold it. Conflicts from either step come back the same
+// way (nil Held); the caller releases Held after the dispatch.
+func CheckAndAcquire(dir string, hosts []string, script string, log zerolog.Logger) (*Held, []string, error) {
+	conflicts, err := CheckAvailable(dir, hosts, script)
+	if err != nil || len(conflicts) > 0 {
+		return nil, conflicts, err
+	}
+	return Acquire(dir, hosts, script, log)
+}

@@ -393,3 +393,24 @@ func TestHolderKilled(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestCheckAndAcquire(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "locks")
+	held, conflicts, err := CheckAndAcquire(dir, []string{"web-01", "web-02"}, "deploy", zerolog.Nop())
+	if err != nil || conflicts != nil || held == nil {
+		t.Fatalf("first CheckAndAcquire = %v, %v, %v", held, conflicts, err)
+	}
+	again, conflicts, err := CheckAndAcquire(dir, []string{"web-02", "web-03"}, "deploy", zerolog.Nop())
+	if err != nil || again != nil {
+		t.Fatalf("second CheckAndAcquire = %v, %v", again, err)
+	}
+	if diff := cmp.Diff([]string{"web-02:deploy"}, conflicts); diff != "" {
+		t.Errorf("conflicts (-want +got):\n%s", diff)
+	}
+	held.Release()
+	third, conflicts, err := CheckAndAcquire(dir, []string{"web-02", "web-03"}, "deploy", zerolog.Nop())
+	if err != nil || conflicts != nil || third == nil {
+		t.Fatalf("after release = %v, %v, %v", third, conflicts, err)
+	}
+	third.Release()
+}

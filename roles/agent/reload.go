@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/rs/zerolog"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/ratelimit"
@@ -54,7 +53,7 @@ func (s *Server) Reload() {
 	if err != nil {
 		fmt.Fprintf(s.stderr, "Config reload failed: %v - keeping the previous configuration\n", err)
 	} else {
-		logConfigWarnings(s.log, warns)
+		config.LogWarnings(s.log, warns)
 		if next.Port != cfg.Port {
 			fmt.Fprintf(s.stderr, "Config reload: port changed from %d to %d - restart the agent to listen on the new port\n", cfg.Port, next.Port)
 		}
@@ -74,19 +73,6 @@ func (s *Server) Reload() {
 	rt := s.newRuntime(cfg, list)
 	s.serial.reload(cfg.SerialPath)
 	s.rt.Store(rt)
-}
-
-// logConfigWarnings logs the loader's non-fatal findings as config-warn lines.
-func logConfigWarnings(log zerolog.Logger, warns []config.Warning) {
-	for _, w := range warns {
-		ev := log.Warn()
-		if w.Entry != "" {
-			ev = ev.Str("ENTRY", w.Entry)
-		} else {
-			ev = ev.Str("KEY", w.Key)
-		}
-		ev.Str("MSG", w.Msg).Msg("config-warn")
-	}
 }
 
 func printLines(w io.Writer, lines []string) {

@@ -52,7 +52,7 @@ func selfCheck(e *env, configPath, allowlistPath string) error {
 		fmt.Fprintf(out, "Config error: %v\n", err)
 		return cliapp.Exit(1, "")
 	}
-	logConfigWarnings(e.log, warns)
+	config.LogWarnings(e.log, warns)
 	fmt.Fprintf(out, "  Config OK (port %d)\n", cfg.Port)
 
 	list, lines, err := config.LoadAllowlist(allowlistPath, cfg.ScriptDirs)
@@ -163,7 +163,7 @@ func selfPing(e *env, configPath string) error {
 		fmt.Fprintf(out, "Config error: %v\n", err)
 		return cliapp.Exit(1, "")
 	}
-	logConfigWarnings(e.log, warns)
+	config.LogWarnings(e.log, warns)
 	port := cfg.Port
 	fmt.Fprintf(out, "  Config OK (port %d)\n", port)
 

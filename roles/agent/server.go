@@ -95,7 +95,7 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	logConfigWarnings(s.log, warns)
+	config.LogWarnings(s.log, warns)
 	list, lines, err := config.LoadAllowlist(o.AllowlistPath, cfg.ScriptDirs)
 	printLines(s.stderr, lines)
 	if err != nil {

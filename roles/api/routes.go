@@ -156,15 +156,7 @@ func (s *Server) run(ctx context.Context, b requestBody, peer string) response {
 	}
 
 	// Check, then take and hold the locks for the whole dispatch (D-27).
-	dir := s.paths.LocksDir()
-	conflicts, err := locks.CheckAvailable(dir, hosts, script)
-	if err != nil {
-		return errorResponse(500, "server error", err.Error())
-	}
-	if len(conflicts) > 0 {
-		return lockedResponse(conflicts)
-	}
-	held, conflicts, err := locks.Acquire(dir, hosts, script, s.log)
+	held, conflicts, err := locks.CheckAndAcquire(s.paths.LocksDir(), hosts, script, s.log)
 	if err != nil {
 		return errorResponse(500, "server error", err.Error())
 	}

@@ -25,16 +25,7 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
-	for _, w := range warns {
-		ev := e.log.Warn()
-		if w.Key != "" {
-			ev = ev.Str("KEY", w.Key)
-		}
-		if w.Entry != "" {
-			ev = ev.Str("ENTRY", w.Entry)
-		}
-		ev.Str("MSG", w.Msg).Msg("config-warn")
-	}
+	config.LogWarnings(e.log, warns)
 
 	tlsConf, err := apiTLS(cfg)
 	if err != nil {
