@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 
-
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/ratelimit"
 )
