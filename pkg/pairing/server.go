@@ -20,7 +20,10 @@ import (
 
 // Server timing defaults (§11.4).
 const (
-	DefaultPollInterval = 2 * time.Second
+	// Upstream looks for the operator's answer every 2 s. The answer is a
+	// local file, so checking four times a second costs nothing and cuts
+	// the wait between approve and the agent holding its certificate.
+	DefaultPollInterval = 250 * time.Millisecond
 	DefaultWindow       = 600 * time.Second
 	DefaultMaxQueue     = 10
 	// DefaultIOTimeout bounds the handshake plus reading the request, and
