@@ -30,7 +30,7 @@ const (
 // and an /etc/ctrl-exec/ctrl-exec.conf naming its cert, key and CA (plus
 // auth_hook for HookAllow/HookDeny, then each extraConf line verbatim, e.g.
 // "cert_days = 30").
-func NewControl(t *testing.T, hook HookPolicy, extraConf ...string) *Root {
+func NewControl(t testing.TB, hook HookPolicy, extraConf ...string) *Root {
 	t.Helper()
 	ctl := NewRoot(t, "")
 	ctl.MustRun("ctrl-exec", "setup-ca")
@@ -60,7 +60,7 @@ type AgentHost struct {
 // NewAgent makes an unpaired agent named hostname: agent.conf (a free
 // loopback port; cert, key and ca at the standard paths in the root) and an
 // empty scripts.conf. Nothing is started.
-func NewAgent(t *testing.T, hostname string) *AgentHost {
+func NewAgent(t testing.TB, hostname string) *AgentHost {
 	t.Helper()
 	a := &AgentHost{Root: NewRoot(t, hostname), Port: FreePort(t)}
 	a.WriteFile("/etc/ctrl-exec-agent/agent.conf", fmt.Sprintf(
@@ -83,7 +83,7 @@ func withEnv(r *Root, env ...string) *Root {
 // test cleanup) and waits until it listens. It polls the queue every 50 ms
 // (test knob) so approvals reach agents at once; env adds more, e.g.
 // "CTRL_EXEC_TEST_PAIRING_WINDOW=2s".
-func StartPairingMode(t *testing.T, ctl *Root, env ...string) (*Proc, int) {
+func StartPairingMode(t testing.TB, ctl *Root, env ...string) (*Proc, int) {
 	t.Helper()
 	port := FreePort(t)
 	env = append([]string{"CTRL_EXEC_TEST_PAIRING_POLL=50ms"}, env...)
@@ -96,7 +96,7 @@ func StartPairingMode(t *testing.T, ctl *Root, env ...string) (*Proc, int) {
 // PairAgent pairs every agent with ctl for real: one pairing-mode, each agent's
 // `request-pairing --background`, `ctrl-exec approve` of each request, then a
 // wait for every agent's pair-complete log line.
-func PairAgent(t *testing.T, ctl *Root, agents ...*Root) {
+func PairAgent(t testing.TB, ctl *Root, agents ...*Root) {
 	t.Helper()
 	pm, port := StartPairingMode(t, ctl)
 	defer pm.Stop()
