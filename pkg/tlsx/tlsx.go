@@ -90,6 +90,10 @@ func plainHandshakeConfig(st *identityState) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{st.cert},
+		// The Perl pairing client reads a response body with one SSL_read
+		// (IO::Socket::SSL's tied read is sysread), so each response must
+		// travel in a single TLS record: full-size records from the start.
+		DynamicRecordSizingDisabled: true,
 	}
 }
 
