@@ -45,9 +45,9 @@ func (s *Server) routeTable() map[route]handler {
 		{"POST", "/run"}:         s.handleRun,
 		{"POST", "/ping"}:        s.handlePing,
 		{"GET", "/capabilities"}: s.handleCapabilities,
-		// Issue 6 plugs agent certificate renewal in here (§9.7), in its own
-		// file: {"POST", "/renew"} and {"POST", "/renew-complete"}. Until then
-		// both answer 404 like upstream agents.
+		// Certificate renewal (§9.7), in renew.go.
+		{"POST", "/renew"}:          s.handleRenew,
+		{"POST", "/renew-complete"}: s.handleRenewComplete,
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/renewal"
 )
 
 // fleet is what the API asks of the agents: the dispatch engine (§10) and
@@ -42,8 +43,10 @@ type liveFleet struct {
 func newFleet(cfg *config.Control, p paths.Paths, log zerolog.Logger, now func() time.Time) *liveFleet {
 	c := dispatch.NewClient(cfg, log)
 	c.Now = now
-	// Agent certificate renewal after a ping (§15.1, D-23, issue 6) hooks
-	// in here: c.AfterPing receives every /ping batch before it is answered.
+	// Registered agents past half their certificate's life are renewed
+	// after each /ping batch, before it is answered (§15.1, D-23): the
+	// same hook as the CLI's ping.
+	renewal.Attach(c, cfg, log, now)
 	return &liveFleet{Client: c, registry: registry.New(p.AgentsDir()), log: log}
 }
 

@@ -2,20 +2,29 @@ package api
 
 import (
 	"context"
+	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
 )
 
-// startRotationLoop is where the API runs the control-host certificate
-// rotation check loop when ctrl-exec.conf sets api_rotation_loop (D-24,
-// SPEC §15.2.1); by default only pairing-mode runs it. The loop itself is
-// not written yet (issue 6): for now this starts nothing. It must return a
-// stop function that ends the loop and waits for it; serve calls it before
-// logging api-stop.
+// startRotationLoop runs the control-host certificate rotation check loop
+// (§15.2.1) inside the API when ctrl-exec.conf sets api_rotation_loop (D-24);
+// by default only pairing-mode runs it. Enable it on one node of an HA pair
+// only: two loops sharing one CA would each rotate and broadcast.
+//
+// The loop logs with the API's ident. It returns a function that stops the
+// loop and waits for it; serve calls it before logging api-stop. Test knobs
+// as in pairing-mode: $CTRL_EXEC_TEST_CHECK_DELAY, $CTRL_EXEC_TEST_NOW.
 func startRotationLoop(ctx context.Context, cfg *config.Control, e *env) (stop func()) {
 	if !cfg.APIRotationLoop {
 		return func() {}
 	}
-	_ = ctx // issue 6: run the check loop until ctx ends
-	return func() {}
+	r := rotation.New(cfg, dispatch.NewClient(cfg, e.log), e.log, rotation.ClockFromEnv(e.now))
+	return rotation.Start(ctx, rotation.Loop{
+		Rotator:   r,
+		FirstPass: rotation.FirstPassFromEnv(),
+		Interval:  time.Duration(cfg.CertCheckInterval) * time.Second,
+	})
 }

@@ -1,10 +1,204 @@
 package ctrlexec
 
-import "github.com/urfave/cli/v2"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
 
-// TODO(stub): replaced by the real command.
-func rotateCertCommand(e *env) *cli.Command { return &cli.Command{Name: "rotate-cert"} }
+	"github.com/urfave/cli/v2"
 
-// TODO(stub): replaced by the real command.
-func serialStatusCommand(e *env) *cli.Command { return &cli.Command{Name: "serial-status"} }
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
+)
 
+func rotateCertCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "rotate-cert",
+		Usage: "replace the ctrl-exec certificate now and send its serial to every agent",
+		Description: `Issues a new ctrl-exec key and certificate (cert_days, default 825 days), keeps
+the previous pair as ctrl-exec.key.prev / ctrl-exec.crt.prev, writes
+/var/lib/ctrl-exec/rotation.json and marks every registered agent pending.
+Then runs update-ctrl-exec-serial <new serial> on each pending agent, reaching
+it with the previous certificate it still trusts; agents that confirm are
+marked current.
+
+Agents that could not be reached stay pending: the check loop (pairing-mode,
+or ctrl-exec-api with api_rotation_loop) retries them until cert_overlap_days
+(default 30) have passed, then marks them stale - those must be re-paired.
+The previous pair is deleted once no agent is pending or the overlap is over.
+
+Exit status: 0 when the certificate was rotated, even if some agents failed;
+255 if the configuration cannot be loaded or the rotation failed.`,
+		Action: func(c *cli.Context) error { return rotateCert(e, c) },
+	}
+}
+
+func serialStatusCommand(e *env) *cli.Command {
+	return &cli.Command{
+		Name:  "serial-status",
+		Usage: "show the ctrl-exec serial and which agents have confirmed it",
+		Description: `Prints the last rotation (current and previous serial, when it happened and when
+its overlap window ends) from /var/lib/ctrl-exec/rotation.json, then one line
+per registered agent: its serial_status (current, pending, stale or unknown),
+when it confirmed, and the serial it was last known to trust.
+
+With --json prints only {"state":<rotation.json object or null>,"agents":[<registry
+records>]}.
+
+Exit status: 0; 255 if the registry cannot be read.`,
+		Action: func(c *cli.Context) error { return serialStatus(e, c) },
+	}
+}
+
+func rotateCert(e *env, c *cli.Context) error {
+	conf, warns, err := config.LoadControl(c.String("config"), e.paths)
+	if err != nil {
+		return cliapp.Fatalf("%v", err)
+	}
+	warnConfig(e, warns)
+	r := newRotator(e, conf)
+	ctx := c.Context
+	out := e.stdout
+
+	fmt.Fprintln(out, "Rotating ctrl-exec certificate...")
+	res, err := r.Rotate(ctx)
+	if err != nil {
+		return cliapp.Fatalf("Rotation failed: %v", err)
+	}
+	fmt.Fprintf(out, "New serial:      %s\n", res.Serial)
+	fmt.Fprintf(out, "Old serial:      %s\n", or(res.OldSerial, "(none)"))
+	fmt.Fprintf(out, "Overlap expires: %s\n", res.OverlapExpires)
+	fmt.Fprintf(out, "Agents pending:  %d\n", res.AgentsPending)
+
+	if res.AgentsPending > 0 {
+		fmt.Fprintln(out, "\nBroadcasting new serial to agents...")
+		report, err := r.Broadcast(ctx)
+		if err != nil {
+			e.log.Error().Str("ERROR", err.Error()).Msg("serial-broadcast-error")
+			fmt.Fprintf(e.stderr, "Broadcast failed: %v\n", err)
+		}
+		printBroadcastReport(out, report)
+	}
+	if _, err := r.CleanupPrev(ctx); err != nil {
+		fmt.Fprintf(e.stderr, "Warning: %v\n", err)
+	}
+	return nil
+}
+
+// printBroadcastReport prints the counts and, when some agents failed, who
+// and why (§3.11).
+func printBroadcastReport(w io.Writer, report []rotation.Report) {
+	var failed []rotation.Report
+	for _, r := range report {
+		if !r.OK {
+			failed = append(failed, r)
+		}
+	}
+	fmt.Fprintf(w, "  Updated: %d\n", len(report)-len(failed))
+	fmt.Fprintf(w, "  Failed:  %d\n", len(failed))
+	if len(failed) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nAgents requiring attention:")
+	for _, r := range failed {
+		fmt.Fprintf(w, "  %-30s  %s\n", r.Hostname, or(r.Error, "failed"))
+	}
+	fmt.Fprintln(w, "\nFailed agents will be retried automatically by the check loop.")
+	fmt.Fprintln(w, "Agents offline longer than the overlap window will require re-pairing.")
+}
+
+// serialStatusJSON is serial-status --json (D-5: nothing else on stdout).
+type serialStatusJSON struct {
+	State  any               `json:"state"`
+	Agents []registry.Record `json:"agents"`
+}
+
+func serialStatus(e *env, c *cli.Context) error {
+	// Upstream reads the default paths here, whatever ctrl-exec.conf says.
+	state, err := rotation.LoadState(e.paths.RotationFile(), e.log)
+	if err != nil {
+		return cliapp.Fatalf("%v", err)
+	}
+	recs, skipped, err := registry.New(e.paths.AgentsDir()).List()
+	if errors.Is(err, fs.ErrPermission) {
+		return cliapp.Fatalf("Cannot access agent registry: permission denied.\nTry: sudo ctrl-exec serial-status")
+	}
+	if err != nil {
+		return cliapp.Fatalf("%v", err)
+	}
+	for _, s := range skipped {
+		fmt.Fprintf(e.stderr, "Warning: skipping registry file '%s': %v\n", s.Path, s.Err)
+	}
+
+	if c.Bool("json") {
+		doc := serialStatusJSON{Agents: recs}
+		if state != nil {
+			doc.State = state.JSON()
+		}
+		if doc.Agents == nil {
+			doc.Agents = []registry.Record{}
+		}
+		if err := writeJSONLine(e.stdout, doc); err != nil {
+			return cliapp.Fatalf("write: %v", err)
+		}
+		return nil
+	}
+
+	out := e.stdout
+	if state != nil {
+		fmt.Fprintf(out, "Current serial:  %s\n", stateField(state, "current_serial", "?"))
+		fmt.Fprintf(out, "Previous serial: %s\n", stateField(state, "previous_serial", "(none)"))
+		fmt.Fprintf(out, "Rotated at:      %s\n", stateField(state, "rotated_at", "?"))
+		fmt.Fprintf(out, "Overlap expires: %s\n", stateField(state, "overlap_expires", "?"))
+		fmt.Fprintln(out)
+	} else {
+		fmt.Fprint(out, "No rotation has been performed.\n\n")
+	}
+	if len(recs) == 0 {
+		fmt.Fprintln(out, "No registered agents.")
+		return nil
+	}
+	fmt.Fprintf(out, "%-30s  %-10s  %-24s  %s\n", "HOSTNAME", "STATUS", "CONFIRMED", "SERIAL")
+	fmt.Fprintln(out, strings.Repeat("-", 85))
+	for _, r := range recs {
+		shown := present(r, registry.FieldDispatcherSerial, "-")
+		if len(shown) > 16 {
+			shown = shown[:16] + "..."
+		}
+		fmt.Fprintf(out, "%-30s  %-10s  %-24s  %s\n",
+			present(r, registry.FieldHostname, "?"),
+			present(r, registry.FieldSerialStatus, registry.StatusUnknown),
+			present(r, registry.FieldSerialConfirmed, "-"),
+			shown)
+	}
+	return nil
+}
+
+// present is a record field, or def when it is absent (Perl's //: an empty
+// string is printed as it is).
+func present(r registry.Record, key, def string) string {
+	if s, ok := r.String(key); ok {
+		return s
+	}
+	return def
+}
+
+// stateField is a rotation.json member as serial-status prints it, or def
+// when it is absent or null.
+func stateField(s *rotation.State, key, def string) string {
+	if s.Raw == nil {
+		return def
+	}
+	switch v := s.Raw[key].(type) {
+	case nil:
+		return def
+	case string:
+		return v
+	default:
+		return fmt.Sprint(v)
+	}
+}

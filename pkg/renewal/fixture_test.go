@@ -1,0 +1,230 @@
+package renewal
+
+import (
+	"bufio"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
+)
+
+// testPKI is a CA and a ctrl-exec identity in a temp dir, made once per test
+// binary with 1024-bit keys.
+type testPKI struct {
+	dir                string
+	caFiles            pki.CAFiles
+	ctrlCert, ctrlKey  string
+	ctrlSerial         string
+	agentKey, otherKey *rsa.PrivateKey
+}
+
+var (
+	pkiOnce sync.Once
+	sharedP *testPKI
+	pkiErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedP != nil {
+		os.RemoveAll(sharedP.dir)
+	}
+	os.Exit(code)
+}
+
+func getPKI(t *testing.T) *testPKI {
+	t.Helper()
+	pkiOnce.Do(func() {
+		p := &testPKI{}
+		if p.dir, pkiErr = os.MkdirTemp("", "renewal-test"); pkiErr != nil {
+			return
+		}
+		p.caFiles = pki.CAFilesIn(p.dir)
+		var ca *pki.CA
+		if ca, pkiErr = pki.CreateCA(p.caFiles, 1024, time.Now()); pkiErr != nil {
+			return
+		}
+		p.ctrlCert, p.ctrlKey = filepath.Join(p.dir, "ctrl-exec.crt"), filepath.Join(p.dir, "ctrl-exec.key")
+		c, err := ca.IssueCtrlExecCert(p.ctrlKey, p.ctrlCert, 1024, 825, time.Now())
+		if pkiErr = err; err != nil {
+			return
+		}
+		p.ctrlSerial = pki.SerialHex(c)
+		if p.agentKey, pkiErr = pki.GenerateKey(1024); pkiErr != nil {
+			return
+		}
+		p.otherKey, pkiErr = pki.GenerateKey(1024)
+		sharedP = p
+	})
+	if pkiErr != nil {
+		t.Fatal(pkiErr)
+	}
+	return sharedP
+}
+
+func (p *testPKI) ca(t *testing.T) *pki.CA {
+	t.Helper()
+	ca, err := pki.LoadCA(p.caFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// fakeAgent answers /ping, /renew and /renew-complete the way a Go agent
+// does (or, by mode, the way a broken or Perl agent would), with its
+// certificate swapped on a successful renewal.
+type fakeAgent struct {
+	t    *testing.T
+	p    *testPKI
+	name string
+	mode string // "", "perl", "badjson", "nocsr", "othercn", "refuse"
+	port int
+
+	mu       sync.Mutex
+	cert     tls.Certificate
+	renewals int
+}
+
+func startFakeAgent(t *testing.T, p *testPKI, name string, certDays int, mode string) *fakeAgent {
+	t.Helper()
+	a := &fakeAgent{t: t, p: p, name: name, mode: mode}
+	a.cert = a.issue(t, time.Now(), certDays)
+	ca := p.ca(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	conf := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: tlsx.TLS12CipherSuites(),
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    roots,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			c := a.cert
+			return &c, nil
+		},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.port = ln.Addr().(*net.TCPAddr).Port
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer raw.Close()
+				raw.SetDeadline(time.Now().Add(10 * time.Second))
+				a.serve(tls.Server(raw, conf))
+			}()
+		}
+	}()
+	return a
+}
+
+func (a *fakeAgent) issue(t *testing.T, now time.Time, days int) tls.Certificate {
+	t.Helper()
+	csr, err := pki.CreateCSR(a.p.agentKey, a.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := a.p.ca(t).SignCSR(csr, days, now, pki.SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: a.p.agentKey, Leaf: cert}
+}
+
+func (a *fakeAgent) target() string { return "127.0.0.1:" + strconv.Itoa(a.port) }
+
+func (a *fakeAgent) leafSerial() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return pki.SerialHex(a.cert.Leaf)
+}
+
+func (a *fakeAgent) notAfter() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cert.Leaf.NotAfter
+}
+
+func (a *fakeAgent) renewCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.renewals
+}
+
+func (a *fakeAgent) serve(conn *tls.Conn) {
+	if conn.Handshake() != nil {
+		return
+	}
+	req, err := wire.ReadRequest(bufio.NewReader(conn), wire.AgentLimits())
+	if err != nil {
+		return
+	}
+	var body map[string]any
+	json.Unmarshal(req.Body, &body)
+	reply := func(code int, v any) { wire.WriteResponse(conn, code, wire.JSON(v), wire.AgentPhrase) }
+	switch req.Method + " " + req.Path {
+	case "POST /ping":
+		reply(200, map[string]any{"status": "ok", "host": a.name, "version": "fake",
+			"expiry": pki.FormatOpenSSLDate(a.notAfter()), "reqid": body["reqid"]})
+	case "POST /renew":
+		switch a.mode {
+		case "perl":
+			reply(404, map[string]string{"error": "not found"})
+		case "badjson":
+			wire.WriteResponse(conn, 200, []byte("<html>"), wire.AgentPhrase)
+		case "nocsr":
+			reply(200, map[string]any{"status": "ok", "reqid": body["reqid"]})
+		default:
+			cn := a.name
+			if a.mode == "othercn" {
+				cn = "someone-else"
+			}
+			csr, _ := pki.CreateCSR(a.p.agentKey, cn)
+			reply(200, map[string]any{"status": "ok", "csr": string(csr), "reqid": body["reqid"]})
+		}
+	case "POST /renew-complete":
+		if a.mode == "refuse" {
+			reply(400, map[string]string{"error": "cert public key does not match the agent key"})
+			return
+		}
+		certPEM, _ := body["cert"].(string)
+		caPEM, _ := body["ca"].(string)
+		cert, err := pki.ValidateRenewedCert([]byte(certPEM), []byte(caPEM), a.p.ca(a.t).CertPEM, &a.p.agentKey.PublicKey, time.Now())
+		if err != nil {
+			reply(400, map[string]string{"error": err.Error()})
+			return
+		}
+		a.mu.Lock()
+		a.cert = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: a.p.agentKey, Leaf: cert}
+		a.renewals++
+		a.mu.Unlock()
+		reply(200, map[string]any{"status": "ok", "reqid": body["reqid"]})
+	default:
+		reply(404, map[string]string{"error": "not found"})
+	}
+}

@@ -1,0 +1,175 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+)
+
+// DefaultFirstPass is how long after start the loop first checks (§15.2.1),
+// so pairing-mode is listening before any broadcast goes out.
+const DefaultFirstPass = 5 * time.Second
+
+// Loop is the background check loop of §15.2.1. It runs in pairing-mode and,
+// when api_rotation_loop is set (D-24), in ctrl-exec-api: only one node of an
+// HA pair should run it, or both would rotate.
+type Loop struct {
+	Rotator   *Rotator
+	FirstPass time.Duration // delay before the first pass; 0 means DefaultFirstPass
+	Interval  time.Duration // between passes (cert_check_interval); 0 means 4 hours
+}
+
+// Run checks until ctx ends. The first pass checks and rotates, broadcasts
+// and expires stale agents; each later pass, one Interval after the last,
+// expires stale agents, checks, then broadcasts if it rotated or any agent
+// is still pending. Every pass ends by deleting the .prev pair when it is no
+// longer needed. A failing step is logged and the loop carries on.
+func (l *Loop) Run(ctx context.Context) {
+	first := l.FirstPass
+	if first <= 0 {
+		first = DefaultFirstPass
+	}
+	if !sleep(ctx, first) {
+		return
+	}
+	l.firstPass(ctx)
+	interval := l.Interval
+	if interval <= 0 {
+		interval = config.DefaultCertCheckInterval * time.Second
+	}
+	for sleep(ctx, interval) {
+		l.pass(ctx)
+	}
+}
+
+func (l *Loop) firstPass(ctx context.Context) {
+	r := l.Rotator
+	l.check(ctx)
+	if _, err := r.Broadcast(ctx); err != nil {
+		l.warn("broadcast-error", err)
+	}
+	if err := r.ExpireStale(ctx); err != nil {
+		l.warn("expire-stale-error", err)
+	}
+	l.cleanup(ctx)
+}
+
+func (l *Loop) pass(ctx context.Context) {
+	r := l.Rotator
+	if err := r.ExpireStale(ctx); err != nil {
+		l.warn("expire-stale-error", err)
+	}
+	res, err := l.check(ctx)
+	switch {
+	case err != nil:
+	case res.Rotated:
+		if _, err := r.Broadcast(ctx); err != nil {
+			l.warn("broadcast-error", err)
+		}
+	default:
+		pending, err := r.AnyPending()
+		if err != nil {
+			l.warn("broadcast-retry-error", err)
+		} else if pending {
+			if _, err := r.Broadcast(ctx); err != nil {
+				l.warn("broadcast-retry-error", err)
+			}
+		}
+	}
+	l.cleanup(ctx)
+}
+
+// check runs CheckAndRotate and logs its failure: cert-check-warn for what
+// upstream reports in its result, cert-check-error for the rest.
+func (l *Loop) check(ctx context.Context) (Result, error) {
+	res, err := l.Rotator.CheckAndRotate(ctx)
+	var w *Warning
+	switch {
+	case errors.As(err, &w):
+		l.warn("cert-check-warn", err)
+	case err != nil:
+		l.warn("cert-check-error", err)
+	}
+	return res, err
+}
+
+func (l *Loop) cleanup(ctx context.Context) {
+	if _, err := l.Rotator.CleanupPrev(ctx); err != nil {
+		l.warn("cert-check-error", fmt.Errorf("delete the previous ctrl-exec cert: %w", err))
+	}
+}
+
+func (l *Loop) warn(action string, err error) {
+	l.Rotator.Log.Warn().Str("ERROR", err.Error()).Msg(action)
+}
+
+// sleep waits d or until ctx ends; false means ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Start runs l in a goroutine and returns a function that stops it and
+// waits for it to finish (safe to call more than once). The loop also stops
+// when ctx ends.
+func Start(ctx context.Context, l Loop) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Run(ctx)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}
+
+// Test knobs, read by the roles at their edge. They exist so end-to-end tests
+// can drive the loop and the overlap window in seconds; operators have no
+// use for them.
+const (
+	// TestFirstPassEnv (a Go duration, e.g. "200ms") replaces the 5 s
+	// delay before the loop's first pass.
+	TestFirstPassEnv = "CTRL_EXEC_TEST_CHECK_DELAY"
+	// TestNowEnv (an ISO time, e.g. "2030-01-01T00:00:00Z") sets the clock
+	// of rotation and the check loop: it reads that time when the process
+	// starts and advances normally from there. Renewal and signing during
+	// pings are not affected.
+	TestNowEnv = "CTRL_EXEC_TEST_NOW"
+)
+
+// FirstPassFromEnv is the first-pass delay: $CTRL_EXEC_TEST_CHECK_DELAY when
+// it holds a positive duration, else DefaultFirstPass.
+func FirstPassFromEnv() time.Duration {
+	d, err := time.ParseDuration(os.Getenv(TestFirstPassEnv))
+	if err != nil || d <= 0 {
+		return DefaultFirstPass
+	}
+	return d
+}
+
+// ClockFromEnv returns real, or when $CTRL_EXEC_TEST_NOW holds an ISO time,
+// a clock that starts at that time and runs at real speed.
+func ClockFromEnv(real func() time.Time) func() time.Time {
+	start, err := time.Parse("2006-01-02T15:04:05Z", os.Getenv(TestNowEnv))
+	if err != nil {
+		return real
+	}
+	t0 := real()
+	return func() time.Time { return start.Add(real().Sub(t0)) }
+}
