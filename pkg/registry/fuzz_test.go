@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -36,5 +38,18 @@ func FuzzRegistryRecord(f *testing.F) {
 		}
 		_ = rec.Hostname()
 		_ = Port(rec)
+	})
+}
+
+// The hand-written check is exactly the SPEC's pattern (§11.4).
+func FuzzValidHostname(f *testing.F) {
+	spec := regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+	for _, s := range []string{"web-01", "../x", ".hidden", "a", "", "x/y", "host.example.com", strings.Repeat("a", 254), "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		if got, want := ValidHostname(h), spec.MatchString(h); got != want {
+			t.Errorf("ValidHostname(%q) = %v, pattern says %v", h, got, want)
+		}
 	})
 }

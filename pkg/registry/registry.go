@@ -18,7 +18,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -91,14 +90,26 @@ func (r Record) Get(key string) string {
 // Hostname is the record's hostname field.
 func (r Record) Hostname() string { return r.Get(FieldHostname) }
 
-// hostnameRE is a hostname that is also one safe path component (B-14):
-// no "/", no leading ".", nothing a shell or a file name would mangle.
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
-
 // ValidHostname reports whether h may name an agent: pairing requests,
 // approvals and unpair all refuse other names, because the hostname becomes
-// the registry file name.
-func ValidHostname(h string) bool { return hostnameRE.MatchString(h) }
+// the registry file name. It is ^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$, one safe
+// path component (B-14), checked by hand: compiling that bounded repetition
+// as a regexp cost every command start 4 ms.
+func ValidHostname(h string) bool {
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // CheckHostname is ValidHostname as an error that says what is allowed.
 func CheckHostname(h string) error {
