@@ -585,10 +585,14 @@ func TestAPIStartup(t *testing.T) {
 		if _, err := c.checked("GET", "/health", apiReply{Status: resp.StatusCode, Header: resp.Header, Body: body}); err != nil || resp.StatusCode != 200 {
 			t.Errorf("over TLS: %d %s %v", resp.StatusCode, body, err)
 		}
-		old := &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}
-		if conn, err := tls.Dial("tcp", "127.0.0.1:"+itoa(c.port), old); err == nil {
+		// A client that offers only TLS 1.0-1.1: the server must refuse it.
+		old := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+		conn, err := tls.Dial("tcp", "127.0.0.1:"+itoa(c.port), old)
+		if err == nil {
 			conn.Close()
 			t.Error("TLS 1.1 accepted")
+		} else if !strings.Contains(err.Error(), "protocol version") {
+			t.Errorf("TLS 1.1 refused for another reason: %v", err)
 		}
 	})
 

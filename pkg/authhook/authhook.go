@@ -3,9 +3,7 @@
 package authhook
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"strconv"
@@ -15,7 +13,9 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/spawn"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // DefaultTimeout bounds a hook run when the caller gives none (SPEC §20 D-19).
@@ -75,7 +75,7 @@ func Check(ctx context.Context, log zerolog.Logger, hookPath string, req Request
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	stamp := now().UTC().Format("2006-01-02T15:04:05Z")
+	stamp := pki.ISOTime(now())
 	res := spawn.Run(ctx, spawn.Cmd{
 		Path:          hookPath,
 		Env:           append(os.Environ(), Env(req, stamp)...),
@@ -191,7 +191,7 @@ func Env(req Request, stamp string) []string {
 		"ENVEXEC_SCRIPT=" + req.Script,
 		"ENVEXEC_HOSTS=" + strings.Join(req.Hosts, ","),
 		"ENVEXEC_ARGS=" + strings.Join(req.Args, " "),
-		"ENVEXEC_ARGS_JSON=" + string(compactJSON(nonNil(req.Args))),
+		"ENVEXEC_ARGS_JSON=" + string(wire.JSON(nonNil(req.Args))),
 		"ENVEXEC_USERNAME=" + req.Username,
 		"ENVEXEC_TOKEN=" + req.Token,
 		"ENVEXEC_SOURCE_IP=" + req.SourceIP,
@@ -201,7 +201,7 @@ func Env(req Request, stamp string) []string {
 
 // Stdin returns the compact JSON context of SPEC §13.1 for req.
 func Stdin(req Request, stamp string) []byte {
-	return compactJSON(struct {
+	return wire.JSON(struct {
 		Action    string   `json:"action"`
 		Script    string   `json:"script"`
 		Hosts     []string `json:"hosts"`
@@ -218,19 +218,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-// compactJSON encodes v without HTML escaping and without the trailing
-// newline, as Perl's encode_json does (SPEC §2.3).
-func compactJSON(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		// Only strings and slices of strings are encoded here.
-		panic("authhook: encoding hook context: " + err.Error())
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 // isExecutableFile is Perl's `-f $hook && -x $hook`: a regular file (after

@@ -46,6 +46,22 @@ func LoadAllowlist(path string, scriptDirs []string) (Allowlist, []string, error
 	return list, warns, nil
 }
 
+// ValidScriptName is §12.1's name rule, which the agent applies before the
+// allowlist and the API to a request's "script": one or more ASCII letters,
+// digits, "_" or "-" (the characters an allowlist entry's name may have).
+func ValidScriptName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // InScriptDirs reports whether path starts with "<dir>/" for some dir, after
 // stripping the dir's trailing slashes (so "/" admits every absolute path).
 // It is a plain string test: no symlink or ".." resolution (SPEC §12.1 step 3).

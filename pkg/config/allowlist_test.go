@@ -153,3 +153,40 @@ func TestInScriptDirs(t *testing.T) {
 		}
 	}
 }
+
+func TestValidScriptName(t *testing.T) {
+	got := map[string]bool{}
+	want := map[string]bool{
+		"backup": true, "check-disk": true, "a_b": true, "0": true, "A-Z_09": true, "-": true,
+		"": false, "a/b": false, "../x": false, "a b": false, "a.sh": false, "scrïpt": false,
+		"name\n": false, "\x00": false, "a\x00": false,
+	}
+	for name := range want {
+		got[name] = ValidScriptName(name)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// Every name an allowlist line can hold passes the request-side rule: the
+// two spellings of the rule agree.
+func FuzzValidScriptName(f *testing.F) {
+	for _, seed := range []string{"backup", "a-b_c", "", "a/b", "scrïpt", "x\n"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		list, _, err := LoadAllowlist(writeConf(t, "scripts.conf", name+" = /opt/s/x\n"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for entry := range list {
+			if !ValidScriptName(entry) {
+				t.Errorf("allowlist entry %q fails ValidScriptName", entry)
+			}
+		}
+		if ValidScriptName(name) && list[name] == "" {
+			t.Errorf("valid name %q not loaded from an allowlist line", name)
+		}
+	})
+}

@@ -126,6 +126,17 @@ func capitalise(s string) string {
 	return string(s[0]-'a'+'A') + s[1:]
 }
 
+// answerAfterWriteError is how long a reply is waited for once sending the
+// request failed: an agent that refused it has answered already.
+const answerAfterWriteError = time.Second
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // exchange makes one request to t over a fresh mTLS connection and reads the
 // whole reply, all within c's per-host deadline. Cancelling ctx ends it too.
 func (c *Client) exchange(ctx context.Context, cfg *tls.Config, t Target, method, path string, body []byte) (Reply, error) {
@@ -163,13 +174,22 @@ func (c *Client) exchange(ctx context.Context, cfg *tls.Config, t Target, method
 	if err := conn.HandshakeContext(ctx); err != nil {
 		return fail(PhaseConnect, err)
 	}
-	if err := wire.WriteClientRequest(conn, method, path, t.Addr(), body); err != nil {
-		return fail(PhaseExchange, err)
+	writeErr := wire.WriteClientRequest(conn, method, path, t.Addr(), body)
+	if writeErr != nil {
+		// An agent refusing a request it has not read (413) may answer and
+		// close while we are still sending; the answer can still be read.
+		if ctx.Err() != nil {
+			return fail(PhaseExchange, writeErr)
+		}
+		raw.SetReadDeadline(earliest(deadline, time.Now().Add(answerAfterWriteError)))
 	}
 	status, line, respBody, err := wire.ReadClientResponse(bufio.NewReaderSize(conn, 16<<10))
 	if err != nil {
 		if remoteAlert(err) != nil {
 			return fail(PhaseConnect, err)
+		}
+		if writeErr != nil {
+			return fail(PhaseExchange, writeErr)
 		}
 		return fail(PhaseExchange, err)
 	}

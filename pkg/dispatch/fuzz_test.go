@@ -15,9 +15,11 @@ func FuzzParseObject(f *testing.F) {
 		`{"status":"ok","host":"web-01","version":"0.8.4","expiry":"Jun  7 10:00:00 2028 GMT","reqid":"r"}`,
 		`{"a":1,"a":2,"n":null,"t":true,"o":{"x":[1,{"y":"\u00e9"}]},"s":"<&>"}`,
 		`{}`, `[]`, `1`, `"s"`, `{"a":1}x`, "{\"a\":\"\xff\"}", ` {"a" : 1e400 } `, `{"exit":"42abc"}`,
+		`{"a":1,"b":2,"a":3,"c":4,"b":5,"":6,"":null}`,
 	} {
 		f.Add([]byte(seed))
 	}
+	f.Add(manyKeys(2000)) // many members, every tenth repeated
 	f.Fuzz(func(t *testing.T, data []byte) {
 		o, err := ParseObject(data)
 		if err != nil {
@@ -25,6 +27,11 @@ func FuzzParseObject(f *testing.F) {
 		}
 		if !json.Valid(data) {
 			t.Fatalf("accepted invalid JSON %q", data)
+		}
+		for i, k := range o.Keys() {
+			if j, ok := o.find(k); !ok || j != i {
+				t.Fatalf("key %q at %d is indexed at %d, %v", k, i, j, ok)
+			}
 		}
 		enc, err := o.MarshalJSON()
 		if err != nil {

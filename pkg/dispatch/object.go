@@ -17,8 +17,14 @@ import (
 // Object is a JSON object that keeps its members in arrival order with their
 // values exactly as encoded. Agent replies are passed on as Objects so any
 // field an agent adds (a newer Perl or Go agent) reaches the caller untouched.
+//
+// Members are found through a key index, so decoding and every lookup cost
+// the same however many members an object has: request bodies and agent
+// replies are outside input. Like a slice, a copy of an Object shares its
+// storage: change one copy only.
 type Object struct {
 	members []member
+	index   map[string]int // key → position in members
 }
 
 type member struct {
@@ -37,12 +43,20 @@ func (o Object) Keys() []string {
 
 // Raw returns a member's encoded value.
 func (o Object) Raw(key string) (json.RawMessage, bool) {
-	for _, m := range o.members {
-		if m.key == key {
-			return m.value, true
-		}
+	if i, ok := o.find(key); ok {
+		return o.members[i].value, true
 	}
 	return nil, false
+}
+
+// find returns key's position. The checks keep a copy that shares the index
+// with a longer copy from seeing members it does not have.
+func (o Object) find(key string) (int, bool) {
+	i, ok := o.index[key]
+	if !ok || i >= len(o.members) || o.members[i].key != key {
+		return 0, false
+	}
+	return i, true
 }
 
 // Defined reports whether key is present with a value other than null
@@ -147,12 +161,14 @@ func (o *Object) SetDefault(key string, v any) {
 }
 
 func (o *Object) setRaw(key string, raw json.RawMessage) {
-	for i := range o.members {
-		if o.members[i].key == key {
-			o.members[i].value = raw
-			return
-		}
+	if i, ok := o.find(key); ok {
+		o.members[i].value = raw
+		return
 	}
+	if o.index == nil {
+		o.index = map[string]int{}
+	}
+	o.index[key] = len(o.members)
 	o.members = append(o.members, member{key: key, value: raw})
 }
 
@@ -206,11 +222,11 @@ func (o *Object) UnmarshalJSON(data []byte) error {
 		if !ok {
 			return fmt.Errorf("object key %v is not a string", tok)
 		}
-		var raw json.RawMessage
+		var raw json.RawMessage // a copy of the input: RawMessage.UnmarshalJSON copies
 		if err := dec.Decode(&raw); err != nil {
 			return err
 		}
-		out.setRaw(key, append(json.RawMessage(nil), raw...))
+		out.setRaw(key, raw)
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
 		return err

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/netserve"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -57,30 +57,13 @@ type Server struct {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	delay := 5 * time.Millisecond
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("pairing listener: %w", err)
-			}
-			// Out of descriptors, an aborted connection: wait and go on.
-			time.Sleep(delay)
-			delay = min(2*delay, time.Second)
-			continue
-		}
-		delay = 5 * time.Millisecond
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.Handle(ctx, conn)
-		}()
+	err := netserve.AcceptLoop(ctx, ln, func(conn net.Conn) {
+		wg.Go(func() { s.Handle(ctx, conn) })
+	})
+	if err != nil {
+		return fmt.Errorf("pairing listener: %w", err)
 	}
+	return nil
 }
 
 // Handle serves one agent connection: read and check its request, queue
@@ -89,7 +72,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // it always closes conn and removes the request's queue files it owns.
 func (s *Server) Handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	ip := peerIP(conn.RemoteAddr())
+	ip := wire.NormalizeIP(conn.RemoteAddr().String())
 	// Until the request is queued, a shutdown simply cuts the connection.
 	cut := make(chan struct{})
 	unwatch := context.AfterFunc(ctx, func() {
@@ -301,23 +284,4 @@ func checkCSR(csrPEM []byte, hostname string) error {
 		return fmt.Errorf("CSR is for '%s' but the agent claims to be '%s'", cn, hostname)
 	}
 	return nil
-}
-
-// peerIP is the agent's address as the queue and the logs show it: IPv4
-// (also IPv4-mapped IPv6) dotted, IPv6 plain, "unknown" if there is none.
-func peerIP(addr net.Addr) string {
-	if addr == nil {
-		return "unknown"
-	}
-	host, _, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return "unknown"
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		if v4 := ip.To4(); v4 != nil {
-			return v4.String()
-		}
-		return ip.String()
-	}
-	return host
 }

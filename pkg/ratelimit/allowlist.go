@@ -1,9 +1,9 @@
 package ratelimit
 
 import (
-	"net"
-	"net/netip"
 	"strings"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // IPAllowlist is the agent's allowed_ips (§18.2), built from entries the
@@ -27,7 +27,7 @@ func (a IPAllowlist) Allows(peer string) bool {
 	if !a.Enabled() {
 		return true
 	}
-	peer = NormalizeIP(peer)
+	peer = wire.NormalizeIP(peer)
 	if strings.Contains(peer, ":") {
 		return false
 	}
@@ -85,21 +85,4 @@ func field(parts []string, i int) string {
 		return parts[i]
 	}
 	return ""
-}
-
-// NormalizeIP turns a remote address ("1.2.3.4:5678", "[::ffff:1.2.3.4]:80",
-// "::1") into the bare IP used for every PEER value: port and brackets
-// removed, IPv4-mapped IPv6 written as dotted IPv4, IPv6 in canonical form.
-// Anything unparsable comes back without its port, otherwise unchanged.
-func NormalizeIP(addr string) string {
-	host := addr
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		host = h
-	} else if len(addr) > 1 && addr[0] == '[' && addr[len(addr)-1] == ']' {
-		host = addr[1 : len(addr)-1]
-	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return ip.Unmap().String()
-	}
-	return host
 }

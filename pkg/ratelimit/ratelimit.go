@@ -59,21 +59,48 @@ func New(cfg Config, now func() int64, log zerolog.Logger) *Limiter {
 // Check reports whether peer must be refused now, applying §18.1 step by
 // step: a running block refuses silently; an ended block forgives the peer
 // entirely; otherwise the thresholds are counted and may start a block,
-// which is logged as rate-block.
+// which is logged as rate-block. The agent calls it after RecordFailure.
 func (l *Limiter) Check(peer string) (blocked bool) {
 	if l.cfg.Disabled {
 		return false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
+	_, blocked = l.check(peer, l.now())
+	return blocked
+}
 
+// Admit is Check for a connection that completed its handshake, counting
+// it when it is let through, all under one lock: of a burst of connections
+// at once exactly the volume limit gets through. Like RecordFailure it
+// records nothing when the limiter is disabled (upstream kept recording,
+// growing its table without bound).
+func (l *Limiter) Admit(peer string) (blocked bool) {
+	if l.cfg.Disabled {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	e, blocked := l.check(peer, now)
+	if !blocked {
+		if e == nil {
+			e = l.entry(peer)
+		}
+		e.connections = append(e.connections, now)
+	}
+	return blocked
+}
+
+// check is Check with l.mu held. It returns the peer's entry when it has
+// one after the check (nil when an ended block just forgave it).
+func (l *Limiter) check(peer string, now int64) (*entry, bool) {
 	if e, ok := l.peers[peer]; ok && e.blockedUntil != 0 {
 		if e.blockedUntil > now {
-			return true
+			return e, true
 		}
 		delete(l.peers, peer)
-		return false
+		return nil, false
 	}
 
 	if len(l.peers) >= MaxEntries {
@@ -87,14 +114,14 @@ func (l *Limiter) Check(peer string) (blocked bool) {
 	if v := l.cfg.Volume; v.Limit > 0 && count(e.connections, now, v.Window) >= v.Limit {
 		e.blockedUntil = now + v.Block
 		l.log.Warn().Str("PEER", peer).Str("REASON", "volume").Msg("rate-block")
-		return true
+		return e, true
 	}
 	if p := l.cfg.Probe; p.Limit > 0 && count(e.failures, now, p.Window) >= p.Limit {
 		e.blockedUntil = now + p.Block
 		l.log.Warn().Str("PEER", peer).Str("REASON", "probe").Msg("rate-block")
-		return true
+		return e, true
 	}
-	return false
+	return e, false
 }
 
 // Blocked reports a running block without counting or changing anything:
@@ -107,19 +134,6 @@ func (l *Limiter) Blocked(peer string) bool {
 	defer l.mu.Unlock()
 	e, ok := l.peers[peer]
 	return ok && e.blockedUntil > l.now()
-}
-
-// RecordConnection counts a connection that passed Check. Like
-// RecordFailure it does nothing when the limiter is disabled (upstream kept
-// recording, growing its table without bound).
-func (l *Limiter) RecordConnection(peer string) {
-	if l.cfg.Disabled {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.entry(peer)
-	e.connections = append(e.connections, l.now())
 }
 
 // RecordFailure counts a failed TLS handshake; call Check right after.

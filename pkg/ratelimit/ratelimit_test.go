@@ -55,8 +55,8 @@ func newTestLimiter(cfg Config) (*Limiter, *clock, *logBuf) {
 	return New(cfg, c.get, zerolog.New(lb)), c, lb
 }
 
-// step is one event at second At: "conn" is an accepted TCP connection as the
-// agent handles it (Check, then RecordConnection if allowed), "fail" a failed
+// step is one event at second At: "conn" is a connection past its handshake
+// as the agent handles it (Admit), "fail" a failed
 // handshake (RecordFailure, then Check), "check" a bare Check. Repeat > 1
 // repeats the step; the wanted outcome is that of the last one.
 type step struct {
@@ -75,9 +75,7 @@ func run(t *testing.T, l *Limiter, c *clock, steps []step) {
 		for range max(s.Repeat, 1) {
 			switch s.Op {
 			case "conn":
-				if blocked = l.Check(s.Peer); !blocked {
-					l.RecordConnection(s.Peer)
-				}
+				blocked = l.Admit(s.Peer)
 			case "fail":
 				l.RecordFailure(s.Peer)
 				blocked = l.Check(s.Peer)
@@ -323,9 +321,7 @@ func TestConcurrentUse(t *testing.T) {
 			for i := range 500 {
 				peer := fmt.Sprintf("10.%d.%d.1", g, i%300)
 				l.RecordFailure(peer)
-				if !l.Check(peer) {
-					l.RecordConnection(peer)
-				}
+				l.Admit(peer)
 				l.Blocked(peer)
 				if i == 250 {
 					l.Clear()
@@ -336,5 +332,34 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if n := len(l.peers); n > MaxEntries+8 {
 		t.Errorf("%d entries", n)
+	}
+}
+
+// A burst of connections from one peer at the same instant: exactly the
+// volume limit is admitted, whatever the interleaving.
+func TestAdmitBurst(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Volume = Spec{Limit: 10, Window: 60, Block: 300}
+	for round := range 20 {
+		l, _, _ := newTestLimiter(cfg)
+		var admitted sync.WaitGroup
+		var mu sync.Mutex
+		n := 0
+		start := make(chan struct{})
+		for range 64 {
+			admitted.Go(func() {
+				<-start
+				if !l.Admit(a) {
+					mu.Lock()
+					n++
+					mu.Unlock()
+				}
+			})
+		}
+		close(start)
+		admitted.Wait()
+		if n != 10 {
+			t.Fatalf("round %d: %d of 64 simultaneous connections admitted, want 10", round, n)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 // Package wire holds ctrl-exec's on-the-wire framing: the raw HTTP/1.x
 // request reader and byte-exact HTTP/1.0 responses of the agent (SPEC §9.2)
 // and API (§14.1), the two-frame pairing exchange (§11.1), the control
-// host's minimal client for agent requests (§10.1), and compact JSON (§2.3).
+// host's minimal client for agent requests (§10.1), and compact JSON (§2.3);
+// also what every server does at a connection's edge: spell the peer's
+// address (NormalizeIP) and linger after refusing a request (Linger).
 //
 // None of it goes through net/http: Perl peers compare status lines such as
 // "403 Error" literally, and one request per connection needs no more.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -65,9 +64,6 @@ func (s *Server) serialReject(c *call) reply {
 	s.log.Warn().Str("PEER", c.peer).Str("REQID", "(none)").Msg("serial-reject")
 	return reply{403, wire.JSON(map[string]string{"error": "serial mismatch", "status": "forbidden"})}
 }
-
-// scriptNameRE is validate_script's name rule with the ASCII word class.
-var scriptNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // runResult is the /run reply; script and reqid echo what the client sent.
 type runResult struct {
@@ -171,7 +167,7 @@ func (s *Server) handleRun(ctx context.Context, c *call) reply {
 // already applied when the allowlist was loaded (D-8); checking again at
 // execution keeps upstream's second line of defence.
 func (s *Server) validateScript(rt *runtime, name string) (string, bool) {
-	if !scriptNameRE.MatchString(name) {
+	if !config.ValidScriptName(name) {
 		return "", false
 	}
 	path, found := rt.allowlist[name]

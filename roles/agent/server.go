@@ -11,14 +11,13 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/netserve"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/ratelimit"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -132,36 +131,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info().Int("PORT", listenerPort(ln, s.rt.Load().cfg.Port)).Msg("start")
 
 	var conns sync.WaitGroup
-	stopClose := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stopClose()
-
 	var serveErr error
-	backoff := time.Duration(0)
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			if transientAcceptError(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-				}
-				continue
-			}
-			s.log.Error().Str("PEER", "unknown").Str("REASON", err.Error()).Msg("accept-fatal")
-			serveErr = fmt.Errorf("accepting connections on %s: %w", ln.Addr(), err)
-			ln.Close()
-			break
-		}
-		backoff = 0
-		conns.Add(1)
-		go func() {
-			defer conns.Done()
-			s.serveConn(ctx, c)
-		}()
+	if err := netserve.AcceptLoop(ctx, ln, func(c net.Conn) {
+		conns.Go(func() { s.serveConn(ctx, c) })
+	}); err != nil {
+		s.log.Error().Str("PEER", "unknown").Str("REASON", err.Error()).Msg("accept-fatal")
+		serveErr = fmt.Errorf("accepting connections on %s: %w", ln.Addr(), err)
 	}
 
 	done := make(chan struct{})
@@ -179,19 +154,6 @@ func listenerPort(ln net.Listener, fallback int) int {
 		return a.Port
 	}
 	return fallback
-}
-
-// transientAcceptError reports an accept failure that a later accept may not
-// repeat (descriptor or memory shortage, an aborted connection).
-func transientAcceptError(err error) bool {
-	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
-		syscall.ECONNABORTED, syscall.EINTR, syscall.EPROTO, syscall.EPERM} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // connGuard lets shutdown close a connection that has not reached its
@@ -221,19 +183,6 @@ func (g *connGuard) enter() bool {
 	return g.busy
 }
 
-// countingConn counts the bytes a peer sent, to tell a TCP connect with
-// nothing sent (port checks) from a failed TLS handshake.
-type countingConn struct {
-	net.Conn
-	n atomic.Int64
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
 // serveConn runs the connection pipeline of SPEC §9.1 for one connection.
 func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	defer raw.Close()
@@ -242,7 +191,7 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	defer stop()
 
 	rt := s.rt.Load()
-	peer := ratelimit.NormalizeIP(raw.RemoteAddr().String())
+	peer := wire.NormalizeIP(raw.RemoteAddr().String())
 
 	// D-15: the cheap checks come before the handshake; neither counts.
 	if !rt.ipAllow.Allows(peer) {
@@ -253,15 +202,10 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		return
 	}
 
-	counted := &countingConn{Conn: raw}
-	conn := tls.Server(counted, s.tlsConfig)
 	_ = raw.SetDeadline(time.Now().Add(s.timeouts.Handshake))
-	if err := conn.Handshake(); err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		if counted.n.Load() == 0 && errors.Is(err, io.EOF) {
-			// Connected and closed without a byte: a port check, not a probe.
+	conn, err := tlsx.ServerHandshake(ctx, raw, s.tlsConfig)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, tlsx.ErrPortCheck) {
 			return
 		}
 		rt.limiter.RecordFailure(peer)
@@ -271,10 +215,9 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	}
 	defer conn.Close()
 
-	if rt.limiter.Check(peer) {
+	if rt.limiter.Admit(peer) {
 		return
 	}
-	rt.limiter.RecordConnection(peer)
 
 	peerSerial := tlsx.PeerSerialHex(conn.ConnectionState())
 	if rt.revoked.revokes(peerSerial) {
@@ -290,6 +233,7 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		var re *wire.RequestError
 		if errors.As(err, &re) {
 			s.respond(raw, conn, reply{re.Status, errorBody(re.Msg)})
+			wire.Linger(conn, wire.LingerBytes, wire.LingerWait)
 		}
 		return
 	}

@@ -99,7 +99,8 @@ func TestAPIBodyRules(t *testing.T) {
 
 func FuzzAPIParseBody(f *testing.F) {
 	for _, seed := range []string{"", "{}", `{"hosts":["a"],"script":"s","args":["x"],"token":"t"}`, `[1]`,
-		`{"hosts":[1,"a"],"args":{"a":1}}`, `{"token":{"x":[1,2]},"username":1.5e300}`, "{\"hosts\":[\"\xfe\"]}"} {
+		`{"hosts":[1,"a"],"args":{"a":1}}`, `{"token":{"x":[1,2]},"username":1.5e300}`, "{\"hosts\":[\"\xfe\"]}",
+		`{"hosts":["a"],"k1":1,"hosts":["b"],"k2":2,"token":"t","token":null}`} {
 		f.Add([]byte(seed), "Bearer tok")
 	}
 	f.Fuzz(func(t *testing.T, body []byte, auth string) {
@@ -111,7 +112,7 @@ func FuzzAPIParseBody(f *testing.F) {
 		if hosts, bad := b.hosts(true); bad == "" && (len(hosts) == 0 || len(hosts) > dispatch.MaxHosts) {
 			t.Fatalf("accepted %d hosts", len(hosts))
 		}
-		if s, bad := b.script(); bad == "" && !scriptName.MatchString(s) {
+		if s, bad := b.script(); bad == "" && !config.ValidScriptName(s) {
 			t.Fatalf("accepted script %q", s)
 		}
 		if args, bad := b.args(); bad == "" && args == nil {
@@ -239,6 +240,13 @@ func (f *fakeFleet) Registered() ([]agent, error) { return f.agents, nil }
 // startTestServer serves on a loopback port until the test ends.
 func startTestServer(t *testing.T, f fleet, conf *config.Control) (url string, stop func()) {
 	t.Helper()
+	_, url, stop = startServer(t, f, conf)
+	return url, stop
+}
+
+// startServer is startTestServer that also returns the Server.
+func startServer(t *testing.T, f fleet, conf *config.Control) (srv *Server, url string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +254,7 @@ func startTestServer(t *testing.T, f fleet, conf *config.Control) (url string, s
 	if conf.APIAuthDefault == "" {
 		conf.APIAuthDefault = "allow"
 	}
-	srv := newServer(serverDeps{conf: conf, paths: paths.Paths{Root: t.TempDir()}, log: zerolog.Nop(), now: time.Now, fleet: f, version: "test"})
+	srv = newServer(serverDeps{conf: conf, paths: paths.Paths{Root: t.TempDir()}, log: zerolog.Nop(), now: time.Now, fleet: f, version: "test"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
@@ -260,7 +268,7 @@ func startTestServer(t *testing.T, f fleet, conf *config.Control) (url string, s
 		})
 	}
 	t.Cleanup(stop)
-	return "http://" + ln.Addr().String(), stop
+	return srv, "http://" + ln.Addr().String(), stop
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -20,6 +20,17 @@
 // "busy" when full), read and write deadlines on every connection, a
 // graceful stop, and a refusal to start when api_cert/api_key name files
 // that are missing (upstream silently fell back to plain HTTP).
+//
+// Two more bounds keep a flood of clients, authenticated or not, from
+// exhausting the host; neither changes an answer, so openapi.json is silent
+// on them. At most 4 × api_max_inflight connections are served at once:
+// while all are taken the server accepts nothing and new clients wait in
+// the kernel's listen queue until one ends (each is bounded by a 30 s read
+// deadline). A 503 instead would cost a TLS handshake and reading the
+// request, the very work the bound is there to save, and closing unread
+// would reset the connection. And at most api_max_inflight auth hooks run
+// at once; a request beyond that waits for a running hook to end.
+// A failed TLS handshake is logged as tls-failure, as on the agent.
 package api
 
 import (

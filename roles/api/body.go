@@ -2,10 +2,10 @@ package api
 
 import (
 	"encoding/json"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 )
 
@@ -17,9 +17,6 @@ const (
 	msgScript       = "script name required (alphanumeric and hyphens only)"
 	msgArgs         = "args must be an array"
 )
-
-// scriptName is the allowlist name rule with the ASCII word class (§12.1).
-var scriptName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // requestBody is a request's body and the credentials that come with it.
 type requestBody struct {
@@ -98,7 +95,7 @@ func (b requestBody) hosts(required bool) ([]string, string) {
 func (b requestBody) script() (string, string) {
 	raw, ok := b.obj.Raw("script")
 	var s string
-	if !ok || json.Unmarshal(raw, &s) != nil || !scriptName.MatchString(s) {
+	if !ok || json.Unmarshal(raw, &s) != nil || !config.ValidScriptName(s) {
 		return "", msgScript
 	}
 	return s, ""

@@ -102,10 +102,18 @@ func (s *Server) handle(ctx context.Context, req *wire.Request, peer string) res
 }
 
 // authorise runs the auth hook, or applies api_auth_default without one.
-// The hook file is looked at afresh on every call (§5).
+// The hook file is looked at afresh on every call (§5). At most
+// api_max_inflight hooks run at once; a request beyond that waits its turn,
+// so a flood of unauthenticated requests cannot fork without bound.
 func (s *Server) authorise(ctx context.Context, r authhook.Request) authhook.Decision {
 	if s.conf.AuthHook == "" {
 		return authhook.NoHookAPI(s.log, r, s.conf.APIAuthDefault)
+	}
+	select {
+	case s.hookSlots <- struct{}{}:
+		defer func() { <-s.hookSlots }()
+	case <-ctx.Done(): // shutting down: deny as a cancelled hook would be
+		return authhook.Decision{Reason: "denied", Code: authhook.CodeDenied}
 	}
 	return authhook.Check(ctx, s.log, s.conf.AuthHook, r, s.now, 0)
 }

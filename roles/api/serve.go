@@ -21,6 +21,11 @@ import (
 // serve is the role's one command: load the config, listen, answer until a
 // signal, stop gracefully.
 func serve(ctx context.Context, e *env, configPath string) error {
+	// Caught before anything else, so a stop that arrives as soon as the
+	// listening line appears (or before it) still ends with a clean stop.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
 	cfg, warns, err := config.LoadControl(configPath, e.paths)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
@@ -54,8 +59,6 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	e.log.Info().Int("PORT", cfg.APIPort).Str("BIND", cfg.APIBind).Str("TLS", useTLS).Msg("api-start")
 	fmt.Fprintf(e.stdout, "ctrl-exec API listening on %s:%d (%s)\n", cfg.APIBind, cfg.APIPort, mode)
 
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	stopRotation := startRotationLoop(ctx, cfg, e)
 	err = srv.Serve(ctx, ln)
 	stopRotation()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -13,7 +12,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/netserve"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -22,9 +23,9 @@ import (
 const (
 	requestTimeout = 30 * time.Second // TLS handshake plus the whole request
 	writeTimeout   = 30 * time.Second // the whole response
-	lingerTimeout  = 2 * time.Second  // draining unread input after a refused request
 	drainTimeout   = 30 * time.Second // in-flight requests at shutdown
 	slotWait       = 5 * time.Second  // waiting for an api_max_inflight slot before 503
+	connsPerSlot   = 4                // connections served at once per api_max_inflight slot
 )
 
 // serverDeps is everything a Server needs; tests build one directly.
@@ -39,12 +40,17 @@ type serverDeps struct {
 }
 
 // Server answers API requests, one per connection, each on its own
-// goroutine so that a slow or silent client never holds up another.
+// goroutine so that a slow or silent client never holds up another. Three
+// bounds, all from api_max_inflight (n): n agent-contacting operations (the
+// rest wait briefly, then get 503), n auth hook runs (the rest wait), and
+// connsPerSlot×n connections (the rest wait in the kernel's listen queue).
 type Server struct {
 	serverDeps
-	store runStore
-	slots chan struct{} // api_max_inflight tokens for agent-contacting operations
-	conns sync.WaitGroup
+	store     runStore
+	slots     chan struct{} // api_max_inflight tokens for agent-contacting operations
+	hookSlots chan struct{} // auth hook runs at once
+	connSlots chan struct{} // connections being served at once
+	conns     sync.WaitGroup
 
 	mu       sync.Mutex
 	reading  map[net.Conn]struct{} // connections whose request is not read yet
@@ -60,31 +66,34 @@ func newServer(d serverDeps) *Server {
 		serverDeps: d,
 		store:      runStore{dir: d.paths.RunsDir(), now: d.now, log: d.log},
 		slots:      make(chan struct{}, n),
+		hookSlots:  make(chan struct{}, n),
+		connSlots:  make(chan struct{}, connsPerSlot*n),
 		reading:    map[net.Conn]struct{}{},
 	}
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln, lets the
 // requests in progress finish for up to drainTimeout, cancels the rest and
-// returns. The error is nil after a stop by ctx.
+// returns. The error is nil after a stop by ctx. While every connection slot
+// is taken, Serve accepts nothing: new clients wait in the listen queue
+// rather than being refused (refusing over TLS would cost a handshake).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// Requests outlive ctx: they are cancelled only when draining times out.
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
 
-	acceptCtx, stopAccepting := context.WithCancel(ctx)
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		<-acceptCtx.Done()
-		ln.Close()
-	}()
-	err := s.acceptLoop(reqCtx, ln)
-	if ctx.Err() != nil {
-		err = nil // stopped on purpose
-	}
-	stopAccepting()
-	<-closed
+	err := netserve.AcceptLoop(ctx, ln, func(conn net.Conn) {
+		select {
+		case s.connSlots <- struct{}{}:
+		case <-ctx.Done():
+			conn.Close()
+			return
+		}
+		s.conns.Go(func() {
+			defer func() { <-s.connSlots }()
+			s.handleConn(reqCtx, conn)
+		})
+	})
 	s.dropUnread()
 
 	idle := make(chan struct{})
@@ -110,6 +119,13 @@ func (s *Server) startReading(c net.Conn) bool {
 	return true
 }
 
+// isStopping reports a shutdown in progress: failures it causes are not logged.
+func (s *Server) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
 func (s *Server) doneReading(c net.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -128,45 +144,10 @@ func (s *Server) dropUnread() {
 	}
 }
 
-// acceptLoop hands each connection to its own goroutine. Temporary accept
-// failures (out of file descriptors) back off and retry; a closed listener
-// ends the loop.
-func (s *Server) acceptLoop(ctx context.Context, ln net.Listener) error {
-	backoff := 5 * time.Millisecond
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				time.Sleep(backoff)
-				backoff = min(2*backoff, time.Second)
-				continue
-			}
-			return err
-		}
-		backoff = 5 * time.Millisecond
-		s.conns.Add(1)
-		go func() {
-			defer s.conns.Done()
-			s.handleConn(ctx, conn)
-		}()
-	}
-}
-
-// isTemporary reports accept errors worth retrying (EMFILE, ENFILE,
-// ECONNABORTED and the like), which net reports as Temporary.
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
-}
-
 // handleConn serves the one request of a connection.
 func (s *Server) handleConn(ctx context.Context, raw net.Conn) {
 	defer raw.Close()
-	peer := peerIP(raw.RemoteAddr())
+	peer := wire.NormalizeIP(raw.RemoteAddr().String())
 	raw.SetReadDeadline(time.Now().Add(requestTimeout))
 	if !s.startReading(raw) {
 		return
@@ -184,12 +165,14 @@ func (s *Server) handleConn(ctx context.Context, raw net.Conn) {
 func (s *Server) readRequest(ctx context.Context, raw net.Conn, peer string) (*connRequest, error) {
 	var conn net.Conn = raw
 	if s.tls != nil {
-		tc := tls.Server(raw, s.tls)
 		hctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		err := tc.HandshakeContext(hctx)
+		tc, err := tlsx.ServerHandshake(hctx, raw, s.tls)
 		cancel()
-		if err != nil {
-			return nil, err // a failed handshake gets no HTTP answer, as upstream
+		if err != nil { // no HTTP answer, as upstream
+			if !errors.Is(err, tlsx.ErrPortCheck) && !s.isStopping() {
+				s.log.Warn().Str("PEER", peer).Str("REASON", err.Error()).Msg("tls-failure")
+			}
+			return nil, err
 		}
 		conn = tc
 	}
@@ -200,7 +183,7 @@ func (s *Server) readRequest(ctx context.Context, raw net.Conn, peer string) (*c
 		if errors.As(err, &re) {
 			s.log.Warn().Str("PEER", peer).Int("STATUS", re.Status).Str("REASON", re.Msg).Msg("api-reject")
 			s.respond(conn, errorResponse(re.Status, "bad request", re.Msg))
-			linger(conn, raw)
+			wire.Linger(conn, wire.LingerBytes, wire.LingerWait)
 		}
 		return nil, err // otherwise the connection failed or timed out: nobody to answer
 	}
@@ -219,19 +202,6 @@ func (s *Server) respond(conn net.Conn, r response) {
 	wire.WriteResponse(conn, r.status, r.body, phrase)
 }
 
-// linger half-closes the connection and discards what the client is still
-// sending (the body of a refused request), briefly, so that closing with
-// unread input does not reset the connection before the client has read
-// the answer.
-func linger(conn, raw net.Conn) {
-	type closeWriter interface{ CloseWrite() error }
-	if cw, ok := conn.(closeWriter); ok {
-		cw.CloseWrite()
-	}
-	raw.SetReadDeadline(time.Now().Add(lingerTimeout))
-	io.Copy(io.Discard, io.LimitReader(raw, 4<<20))
-}
-
 // phrase is the API's reason-phrase table plus 503, which this server
 // answers when every api_max_inflight slot is taken (a Go addition).
 func phrase(code int) string {
@@ -239,17 +209,6 @@ func phrase(code int) string {
 		return "Service Unavailable"
 	}
 	return wire.APIPhrase(code)
-}
-
-// peerIP is the client's address without the port.
-func peerIP(a net.Addr) string {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
-	}
-	if host, _, err := net.SplitHostPort(a.String()); err == nil {
-		return host
-	}
-	return "unknown"
 }
 
 // acquireSlot takes an api_max_inflight slot, waiting up to slotWait. The
