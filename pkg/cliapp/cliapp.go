@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliargs"
 )
 
 // ExitError ends the process with Code after printing Message (if any) to stderr.
@@ -34,6 +36,13 @@ func Fatalf(format string, a ...any) error {
 // Run runs app with argv and returns the exit status.
 func Run(app *cli.App, argv []string, stderr io.Writer) int {
 	app.ExitErrHandler = func(*cli.Context, error) {} // we map errors ourselves
+	// A bad option value is a one-line error on stderr (exit 255), never
+	// urfave/cli's "Incorrect Usage" plus the whole help text on stdout.
+	quiet := func(_ *cli.Context, err error, _ bool) error { return err }
+	app.OnUsageError = quiet
+	for _, c := range app.Commands {
+		c.OnUsageError = quiet
+	}
 	err := app.Run(argv)
 	if err == nil {
 		return 0
@@ -54,4 +63,26 @@ func Run(app *cli.App, argv []string, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, strings.TrimSuffix(err.Error(), "\n"))
 	return 255
+}
+
+// Launch is every role's Main after its env is built: normalise args with
+// spec (pkg/cliargs), refuse an unknown mode (or a missing one when
+// needMode), let the role pick its logger for the mode, then run app.
+func Launch(prog string, args []string, spec cliargs.Spec, usage string, needMode bool,
+	app *cli.App, stderr io.Writer, setLog func(mode string)) int {
+	parsed, err := cliargs.Parse(spec, args)
+	if err != nil {
+		io.WriteString(stderr, err.Error()+"\n"+usage)
+		return 255
+	}
+	if needMode && parsed.Mode == "" && !parsed.Help && !parsed.Version {
+		io.WriteString(stderr, usage)
+		return 255
+	}
+	if parsed.Mode != "" && app.Command(parsed.Mode) == nil {
+		io.WriteString(stderr, "Unknown mode '"+parsed.Mode+"'\n"+usage)
+		return 255
+	}
+	setLog(parsed.Mode)
+	return Run(app, parsed.Argv(prog), stderr)
 }

@@ -51,18 +51,9 @@ func Main(prog string, args []string) int {
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 	}
-	parsed, err := cliargs.Parse(options, args)
-	if err != nil {
-		io.WriteString(e.stderr, err.Error()+"\n"+usage)
-		return 255
-	}
-	app := newApp(e)
-	if parsed.Mode != "" && app.Command(parsed.Mode) == nil {
-		io.WriteString(e.stderr, "Unknown mode '"+parsed.Mode+"'\n"+usage)
-		return 255
-	}
-	e.log = logx.New(logx.IdentAgent, parsed.Mode == "serve" || parsed.Mode == "request-pairing")
-	return cliapp.Run(app, parsed.Argv(prog), e.stderr)
+	return cliapp.Launch(prog, args, options, usage, false, newApp(e), e.stderr, func(mode string) {
+		e.log = logx.New(logx.IdentAgent, mode == "serve" || mode == "request-pairing")
+	})
 }
 
 func newApp(e *env) *cli.App {

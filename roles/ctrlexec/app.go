@@ -48,23 +48,10 @@ func Main(prog string, args []string) int {
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 	}
-	parsed, err := cliargs.Parse(options, args)
-	if err != nil {
-		io.WriteString(e.stderr, err.Error()+"\n"+usage)
-		return 255
-	}
-	if parsed.Mode == "" && !parsed.Help && !parsed.Version {
-		io.WriteString(e.stderr, usage)
-		return 255
-	}
-	app := newApp(e)
-	if parsed.Mode != "" && app.Command(parsed.Mode) == nil {
-		io.WriteString(e.stderr, "Unknown mode '"+parsed.Mode+"'\n"+usage)
-		return 255
-	}
-	// pairing-mode is a daemon for logging purposes (D-28).
-	e.log = logx.New(logx.IdentDispatcher, parsed.Mode == "pairing-mode")
-	return cliapp.Run(app, parsed.Argv(prog), e.stderr)
+	return cliapp.Launch(prog, args, options, usage, true, newApp(e), e.stderr, func(mode string) {
+		// pairing-mode is a daemon for logging purposes (D-28).
+		e.log = logx.New(logx.IdentDispatcher, mode == "pairing-mode")
+	})
 }
 
 func newApp(e *env) *cli.App {
