@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Caps on an agent's response as read by the control host. Script output is
@@ -103,7 +104,9 @@ func clientHeadErr(line []byte, first bool, err error) error {
 	switch {
 	case errors.Is(err, errLineTooLong):
 		return fmt.Errorf("agent response line over %d bytes", maxClientLine)
-	case err == io.EOF && first && len(line) == 0:
+	case first && len(line) == 0 && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)):
+		// A reset before any byte is the same event to the operator as a
+		// clean close (LWP says so for both): e.g. a rate-blocked agent.
 		return fmt.Errorf("agent closed the connection without a response: %w", ErrNoResponse)
 	case err == io.EOF:
 		return fmt.Errorf("agent response ended inside its headers: %w", io.ErrUnexpectedEOF)

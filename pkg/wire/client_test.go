@@ -114,3 +114,35 @@ func TestClientAgainstAgentServer(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// A peer that resets the connection before sending anything reads the same
+// as one that closes it: no response.
+func TestReadClientResponseResetIsNoResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.ReadFull(c, make([]byte, 4)) // the request has arrived
+		c.(*net.TCPConn).SetLinger(0)   // close with RST
+		c.Close()
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST /run HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let the RST arrive before the read
+	_, _, _, err = ReadClientResponse(bufio.NewReader(conn))
+	if !errors.Is(err, ErrNoResponse) {
+		t.Fatalf("err = %v, want ErrNoResponse", err)
+	}
+}
