@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -31,22 +31,20 @@ func rsa4096PKI(b *testing.B) *testPKI {
 			bigPKIErr = err
 			return
 		}
-		now := time.Now()
-		ca, err := pki.CreateCA(pki.CAFilesIn(filepath.Join(dir, "ca")), 4096, now)
-		if err != nil {
-			bigPKIErr = err
-			return
-		}
+		ca := pkitest.NewCA(b, filepath.Join(dir, "ca"), pkitest.Key(b, 4096, 0))
 		p := &testPKI{Dir: dir, CAFile: ca.Files.Cert, Cert: filepath.Join(dir, "ctrl-exec.crt"), KeyFile: filepath.Join(dir, "ctrl-exec.key")}
-		if _, err := ca.IssueCtrlExecCert(p.KeyFile, p.Cert, 4096, 30, now); err != nil {
+		if _, err := ca.IssueCtrlExecCert(p.KeyFile, p.Cert, 4096, 30, time.Now()); err != nil {
 			bigPKIErr = err
 			return
 		}
-		p.Agent, bigPKIErr = issueAgent(ca, 4096, filepath.Join(dir, "agent"), now)
+		p.Agent = issueAgent(b, ca, pkitest.Key(b, 4096, 1), filepath.Join(dir, "agent"))
 		bigPKI = p
 	})
 	if bigPKIErr != nil {
 		b.Fatal(bigPKIErr)
+	}
+	if bigPKI == nil {
+		b.Fatal("the 4096-bit test PKI could not be built (see the first failure)")
 	}
 	return bigPKI
 }

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"bufio"
 	"bytes"
+	"crypto/rsa"
 	"crypto/tls"
 	"net"
 	"os"
@@ -13,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -33,15 +34,14 @@ type agentID struct{ Cert, Key, CA string }
 var (
 	pkiOnce sync.Once
 	pkiVal  *testPKI
-	pkiErr  error
 )
 
-// sharedPKI builds the package's keys once (1024 bits: fast, still real RSA).
+// sharedPKI builds the package's PKI once (1024 bits: fast, still real RSA).
 func sharedPKI(t testing.TB) *testPKI {
 	t.Helper()
-	pkiOnce.Do(func() { pkiVal, pkiErr = newTestPKI(1024) })
-	if pkiErr != nil {
-		t.Fatal(pkiErr)
+	pkiOnce.Do(func() { pkiVal = newTestPKI(t, 1024) })
+	if pkiVal == nil {
+		t.Fatal("the shared test PKI could not be built (see the first failure)")
 	}
 	return pkiVal
 }
@@ -56,57 +56,30 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newTestPKI(bits int) (*testPKI, error) {
+func newTestPKI(tb testing.TB, bits int) *testPKI {
+	tb.Helper()
 	dir, err := os.MkdirTemp("", "dispatch-pki")
 	if err != nil {
-		return nil, err
+		tb.Fatal(err)
 	}
-	now := time.Now()
-	ca, err := pki.CreateCA(pki.CAFilesIn(filepath.Join(dir, "ca")), bits, now)
-	if err != nil {
-		return nil, err
-	}
+	ca := pkitest.NewCA(tb, filepath.Join(dir, "ca"), pkitest.Key(tb, bits, 0))
 	p := &testPKI{Dir: dir, CAFile: ca.Files.Cert, Cert: filepath.Join(dir, "ctrl-exec.crt"), KeyFile: filepath.Join(dir, "ctrl-exec.key")}
-	if _, err := ca.IssueCtrlExecCert(p.KeyFile, p.Cert, bits, 30, now); err != nil {
-		return nil, err
+	if _, err := ca.IssueCtrlExecCert(p.KeyFile, p.Cert, bits, 30, time.Now()); err != nil {
+		tb.Fatal(err)
 	}
-	if p.Agent, err = issueAgent(ca, bits, filepath.Join(dir, "agent"), now); err != nil {
-		return nil, err
-	}
-	stranger, err := pki.CreateCA(pki.CAFilesIn(filepath.Join(dir, "stranger")), bits, now)
-	if err != nil {
-		return nil, err
-	}
-	if p.StrangerAgent, err = issueAgent(stranger, bits, filepath.Join(dir, "stranger-agent"), now); err != nil {
-		return nil, err
-	}
+	p.Agent = issueAgent(tb, ca, pkitest.Key(tb, bits, 1), filepath.Join(dir, "agent"))
+	stranger := pkitest.NewCA(tb, filepath.Join(dir, "stranger"), pkitest.Key(tb, bits, 2))
+	p.StrangerAgent = issueAgent(tb, stranger, pkitest.Key(tb, bits, 3), filepath.Join(dir, "stranger-agent"))
 	p.StrangerAgent.CA = p.CAFile // it trusts us; we must not trust it
-	return p, nil
+	return p
 }
 
 // issueAgent writes <prefix>.key and <prefix>.crt for CN agent-01.
-func issueAgent(ca *pki.CA, bits int, prefix string, now time.Time) (agentID, error) {
-	key, err := pki.GenerateKey(bits)
-	if err != nil {
-		return agentID{}, err
-	}
-	csr, err := pki.CreateCSR(key, "agent-01")
-	if err != nil {
-		return agentID{}, err
-	}
-	cert, err := ca.SignCSR(csr, 30, now, pki.SignOptions{})
-	if err != nil {
-		return agentID{}, err
-	}
-	keyPEM, err := pki.EncodeKeyPEM(key)
-	if err != nil {
-		return agentID{}, err
-	}
+func issueAgent(tb testing.TB, ca *pkitest.CA, key *rsa.PrivateKey, prefix string) agentID {
+	tb.Helper()
 	id := agentID{Cert: prefix + ".crt", Key: prefix + ".key", CA: ca.Files.Cert}
-	if err := os.WriteFile(id.Key, keyPEM, 0o600); err != nil {
-		return agentID{}, err
-	}
-	return id, os.WriteFile(id.Cert, pki.CertPEM(cert), 0o644)
+	ca.Issue(tb, key, "agent-01", id.Cert, id.Key, 30)
+	return id
 }
 
 // agentHandler answers one request on a fake agent's connection.
@@ -127,56 +100,22 @@ func startAgent(t testing.TB, idFiles agentID, handler agentHandler) *fakeAgent 
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := tlsx.AgentServerConfig(id)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &fakeAgent{Port: strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)}
-	a.Host = "127.0.0.1:" + a.Port
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			raw, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer raw.Close()
-				stop := make(chan struct{})
-				defer close(stop)
-				go func() { // unblock a hanging handler when the test ends
-					select {
-					case <-done:
-						raw.Close()
-					case <-stop:
-					}
-				}()
-				conn := tls.Server(raw, conf)
-				if err := conn.Handshake(); err != nil {
-					return
-				}
-				req, err := wire.ReadRequest(bufio.NewReader(conn), wire.AgentLimits())
-				if err != nil {
-					return
-				}
-				a.mu.Lock()
-				a.requests = append(a.requests, req)
-				a.mu.Unlock()
-				handler(conn, req)
-			}()
+	a := &fakeAgent{}
+	addr := pkitest.Listen(t, tlsx.AgentServerConfig(id), func(conn *tls.Conn) {
+		if err := conn.Handshake(); err != nil {
+			return
 		}
-	}()
+		req, err := wire.ReadRequest(bufio.NewReader(conn), wire.AgentLimits())
+		if err != nil {
+			return
+		}
+		a.mu.Lock()
+		a.requests = append(a.requests, req)
+		a.mu.Unlock()
+		handler(conn, req)
+	})
+	a.Port = strconv.Itoa(addr.Port)
+	a.Host = "127.0.0.1:" + a.Port
 	return a
 }
 

@@ -17,30 +17,17 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
 const testBits = 1024
 
-// Keys are generated once per test binary.
-var (
-	keysOnce sync.Once
-	keys     []*rsa.PrivateKey
-)
-
+// testKey returns the i-th shared test key.
 func testKey(t testing.TB, i int) *rsa.PrivateKey {
 	t.Helper()
-	keysOnce.Do(func() {
-		for range 3 {
-			k, err := pki.GenerateKey(testBits)
-			if err != nil {
-				panic(err)
-			}
-			keys = append(keys, k)
-		}
-	})
-	return keys[i]
+	return pkitest.Key(t, testBits, i)
 }
 
 func testCSR(t testing.TB, cn string) string {
@@ -92,11 +79,8 @@ type control struct {
 func newControl(t testing.TB) *control {
 	t.Helper()
 	dir := t.TempDir()
-	files := pki.CAFilesIn(dir)
-	ca, err := pki.CreateCAWithKey(files, testKey(t, 0), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := pkitest.NewCA(t, dir, testKey(t, 0))
+	files := ca.Files
 	crt, key := filepath.Join(dir, "ctrl-exec.crt"), filepath.Join(dir, "ctrl-exec.key")
 	if _, err := ca.IssueCtrlExecCert(key, crt, testBits, 825, time.Now()); err != nil {
 		t.Fatal(err)

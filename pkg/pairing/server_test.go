@@ -20,6 +20,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -344,35 +345,15 @@ func TestPairingAwaitContextEnds(t *testing.T) {
 // fakeServer answers every pairing connection with the given raw bytes.
 func fakeServer(t *testing.T, c *control, reply func(req Submission) string) int {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", tlsx.PairingServerConfig(c.identity))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				body, err := wire.ReadPairingRequest(bufio.NewReader(conn))
-				if err != nil {
-					return
-				}
-				sub, _ := ParseSubmission(body)
-				conn.Write([]byte(reply(sub)))
-			}()
+	return pkitest.Listen(t, tlsx.PairingServerConfig(c.identity), func(conn *tls.Conn) {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		body, err := wire.ReadPairingRequest(bufio.NewReader(conn))
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+		sub, _ := ParseSubmission(body)
+		conn.Write([]byte(reply(sub)))
+	}).Port
 }
 
 func frame(body string) string {

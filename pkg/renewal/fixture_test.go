@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -51,24 +50,21 @@ func getPKI(t *testing.T) *testPKI {
 			return
 		}
 		p.caFiles = pki.CAFilesIn(p.dir)
-		var ca *pki.CA
-		if ca, pkiErr = pki.CreateCA(p.caFiles, 1024, time.Now()); pkiErr != nil {
-			return
-		}
+		ca := pkitest.NewCA(t, p.dir, pkitest.Key(t, 1024, 0))
 		p.ctrlCert, p.ctrlKey = filepath.Join(p.dir, "ctrl-exec.crt"), filepath.Join(p.dir, "ctrl-exec.key")
 		c, err := ca.IssueCtrlExecCert(p.ctrlKey, p.ctrlCert, 1024, 825, time.Now())
 		if pkiErr = err; err != nil {
 			return
 		}
 		p.ctrlSerial = pki.SerialHex(c)
-		if p.agentKey, pkiErr = pki.GenerateKey(1024); pkiErr != nil {
-			return
-		}
-		p.otherKey, pkiErr = pki.GenerateKey(1024)
+		p.agentKey, p.otherKey = pkitest.Key(t, 1024, 1), pkitest.Key(t, 1024, 2)
 		sharedP = p
 	})
 	if pkiErr != nil {
 		t.Fatal(pkiErr)
+	}
+	if sharedP == nil {
+		t.Fatal("the shared test PKI could not be built (see the first failure)")
 	}
 	return sharedP
 }
@@ -100,15 +96,12 @@ type fakeAgent struct {
 func startFakeAgent(t *testing.T, p *testPKI, name string, certDays int, mode string) *fakeAgent {
 	t.Helper()
 	a := &fakeAgent{t: t, p: p, name: name, mode: mode}
-	a.cert = a.issue(t, time.Now(), certDays)
-	ca := p.ca(t)
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
+	a.cert = (&pkitest.CA{CA: p.ca(t)}).Pair(t, p.agentKey, name, certDays)
 	conf := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: tlsx.TLS12CipherSuites(),
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    roots,
+		ClientCAs:    (&pkitest.CA{CA: p.ca(t)}).Roots(),
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			a.mu.Lock()
 			defer a.mu.Unlock()
@@ -116,44 +109,11 @@ func startFakeAgent(t *testing.T, p *testPKI, name string, certDays int, mode st
 			return &c, nil
 		},
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.port = ln.Addr().(*net.TCPAddr).Port
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			raw, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer raw.Close()
-				raw.SetDeadline(time.Now().Add(10 * time.Second))
-				a.serve(tls.Server(raw, conf))
-			}()
-		}
-	}()
+	a.port = pkitest.Listen(t, conf, func(conn *tls.Conn) {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		a.serve(conn)
+	}).Port
 	return a
-}
-
-func (a *fakeAgent) issue(t *testing.T, now time.Time, days int) tls.Certificate {
-	t.Helper()
-	csr, err := pki.CreateCSR(a.p.agentKey, a.name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := a.p.ca(t).SignCSR(csr, days, now, pki.SignOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: a.p.agentKey, Leaf: cert}
 }
 
 func (a *fakeAgent) target() string { return "127.0.0.1:" + strconv.Itoa(a.port) }

@@ -3,9 +3,7 @@ package rotation
 import (
 	"bufio"
 	"context"
-	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net"
@@ -19,33 +17,17 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
-// sharedAgentKey is the one RSA key of every fake agent (each gets its own
-// certificate), made once per test binary.
-var (
-	agentKeyOnce sync.Once
-	agentKey     *rsa.PrivateKey
-	agentKeyErr  error
-)
-
-func sharedAgentKey(t *testing.T) *rsa.PrivateKey {
-	t.Helper()
-	agentKeyOnce.Do(func() { agentKey, agentKeyErr = pki.GenerateKey(1024) })
-	if agentKeyErr != nil {
-		t.Fatal(agentKeyErr)
-	}
-	return agentKey
-}
-
 // control is a control host in a temp dir: CA, ctrl-exec cert and
 // ctrl-exec.conf-equivalent Rotator with 1024-bit keys.
 type control struct {
 	dir string
-	ca  *pki.CA
+	ca  *pkitest.CA
 	reg *registry.Registry
 	log *syncBuffer
 	r   *Rotator
@@ -55,10 +37,7 @@ type control struct {
 func newControl(t *testing.T) *control {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.CreateCA(pki.CAFilesIn(dir), 1024, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := pkitest.NewCA(t, dir, pkitest.Key(t, 1024, 0))
 	c := &control{dir: dir, ca: ca, reg: registry.New(filepath.Join(dir, "agents")), log: &syncBuffer{}}
 	if _, err := ca.IssueCtrlExecCert(filepath.Join(dir, "ctrl-exec.key"), filepath.Join(dir, "ctrl-exec.crt"), 1024, 825, time.Now()); err != nil {
 		t.Fatal(err)
@@ -110,22 +89,13 @@ type fakeAgent struct {
 
 func (c *control) agentTLS(t *testing.T) *tls.Config {
 	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AddCert(c.ca.Cert)
-	csr, err := pki.CreateCSR(sharedAgentKey(t), "fake-agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := c.ca.SignCSR(csr, 365, time.Now(), pki.SignOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: tlsx.TLS12CipherSuites(),
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: sharedAgentKey(t), Leaf: cert}},
+		ClientCAs:    c.ca.Roots(),
+		// one shared key for every fake agent; each gets its own certificate
+		Certificates: []tls.Certificate{c.ca.Pair(t, pkitest.Key(t, 1024, 1), "fake-agent", 365)},
 	}
 }
 

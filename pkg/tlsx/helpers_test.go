@@ -8,48 +8,19 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
-// Keys are generated on first use and shared by the whole test binary:
-// 1024 bits for Go-only tests, 2048 bits for tests with OpenSSL peers, whose
-// default security level refuses smaller keys.
-type keyPool struct {
-	mu   sync.Mutex
-	bits int
-	keys map[int]*rsa.PrivateKey
-}
-
-var (
-	small = &keyPool{bits: 1024}
-	large = &keyPool{bits: 2048}
-)
-
-func (p *keyPool) get(i int) *rsa.PrivateKey {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.keys[i] == nil {
-		k, err := pki.GenerateKey(p.bits)
-		if err != nil {
-			panic(err)
-		}
-		if p.keys == nil {
-			p.keys = map[int]*rsa.PrivateKey{}
-		}
-		p.keys[i] = k
-	}
-	return p.keys[i]
-}
-
-// key returns the i-th (0–4) shared 1024-bit key.
+// key returns the i-th (0–4) shared 1024-bit key. Tests with OpenSSL peers
+// use 2048 bits: OpenSSL's default security level refuses smaller keys.
 func key(t *testing.T, i int) *rsa.PrivateKey {
 	t.Helper()
-	return small.get(i)
+	return pkitest.Key(t, 1024, i)
 }
 
 // files names a certificate, its key and the CA bundle its peers trust.
@@ -58,7 +29,7 @@ type files struct{ Cert, Key, CA string }
 // testPKI is one ctrl-exec deployment: a CA, an agent cert and a ctrl-exec
 // cert, written under a temp dir.
 type testPKI struct {
-	ca       *pki.CA
+	ca       *pkitest.CA
 	dir      string
 	agent    files
 	ctrlExec files
@@ -67,40 +38,23 @@ type testPKI struct {
 // newPKI builds a deployment from 1024-bit keys whose CA uses key caKey.
 func newPKI(t *testing.T, caKey int) *testPKI {
 	t.Helper()
-	return newPKIFrom(t, small, caKey)
+	return newPKIFrom(t, 1024, caKey)
 }
 
-func newPKIFrom(t *testing.T, pool *keyPool, caKey int) *testPKI {
+func newPKIFrom(t *testing.T, bits, caKey int) *testPKI {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.CreateCAWithKey(pki.CAFilesIn(dir), pool.get(caKey), time.Now().Add(-time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{ca: ca, dir: dir}
-	p.agent = p.issue(t, "agent", "web-01", pool.get(3))
-	p.ctrlExec = p.issue(t, "ctrl-exec", "ctrl-exec", pool.get(4))
+	p := &testPKI{ca: pkitest.NewCA(t, dir, pkitest.Key(t, bits, caKey)), dir: dir}
+	p.agent = p.issue(t, "agent", "web-01", pkitest.Key(t, bits, 3))
+	p.ctrlExec = p.issue(t, "ctrl-exec", "ctrl-exec", pkitest.Key(t, bits, 4))
 	return p
 }
 
 // issue signs a cert for k and writes name.crt / name.key beside the CA.
 func (p *testPKI) issue(t *testing.T, name, cn string, k *rsa.PrivateKey) files {
 	t.Helper()
-	csr, err := pki.CreateCSR(k, cn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := p.ca.SignCSR(csr, 30, time.Now().Add(-time.Minute), pki.SignOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := pki.EncodeKeyPEM(k)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := files{Cert: filepath.Join(p.dir, name+".crt"), Key: filepath.Join(p.dir, name+".key"), CA: p.ca.Files.Cert}
-	write(t, f.Cert, pki.CertPEM(cert))
-	write(t, f.Key, keyPEM)
+	p.ca.Issue(t, k, cn, f.Cert, f.Key, 30)
 	return f
 }
 
@@ -131,40 +85,16 @@ type handshake struct {
 // and closes. It stops when the test ends.
 func serve(t *testing.T, cfg *tls.Config) (addr string, seen <-chan handshake) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ch := make(chan handshake, 16)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			raw, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer raw.Close()
-				conn := tls.Server(raw, cfg)
-				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				err := conn.Handshake()
-				ch <- handshake{conn.ConnectionState(), err}
-				if err == nil {
-					conn.Write([]byte("ok\n"))
-					bufio.NewReader(conn).ReadString('\n') // until the client is done
-				}
-			}()
+	return pkitest.Listen(t, cfg, func(conn *tls.Conn) {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		err := conn.Handshake()
+		ch <- handshake{conn.ConnectionState(), err}
+		if err == nil {
+			conn.Write([]byte("ok\n"))
+			bufio.NewReader(conn).ReadString('\n') // until the client is done
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String(), ch
+	}).String(), ch
 }
 
 // talk connects with cfg, reads the server's "ok\n" and returns the client's

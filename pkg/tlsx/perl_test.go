@@ -26,7 +26,7 @@ const perlCiphers = `SSL_cipher_list => 'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA
 // The Perl control host (Exec::Engine's SSL defaults) talks to a Go agent.
 func TestPerlControlHostToGoAgent(t *testing.T) {
 	requirePerlSSL(t)
-	home := newPKIFrom(t, large, 0)
+	home := newPKIFrom(t, 2048, 0)
 	addr, seen := serve(t, tlsx.AgentServerConfig(mustIdentity(t, home.agent)))
 	host, port, _ := strings.Cut(addr, ":")
 
@@ -59,7 +59,7 @@ my $line = <$s>; print $line; print $s "bye\n"; close $s;`
 // certificate equals our canonical spelling.
 func TestGoControlHostToPerlAgent(t *testing.T) {
 	requirePerlSSL(t)
-	home := newPKIFrom(t, large, 0)
+	home := newPKIFrom(t, 2048, 0)
 	script := `use IO::Socket::SSL; use Net::SSLeay;
 my $srv = IO::Socket::SSL->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1,
   SSL_cert_file => $ARGV[0], SSL_key_file => $ARGV[1], SSL_ca_file => $ARGV[2],

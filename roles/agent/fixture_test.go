@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -51,7 +51,6 @@ type certs struct {
 var (
 	fixtureOnce sync.Once
 	fixture     *certs
-	fixtureErr  error
 )
 
 func TestMain(m *testing.M) {
@@ -64,82 +63,43 @@ func TestMain(m *testing.M) {
 
 func testCerts(t *testing.T) *certs {
 	t.Helper()
-	fixtureOnce.Do(func() { fixture, fixtureErr = makeCerts() })
-	if fixtureErr != nil {
-		t.Fatal(fixtureErr)
+	fixtureOnce.Do(func() { fixture = makeCerts(t) })
+	if fixture == nil {
+		t.Fatal("the shared test PKI could not be built (see the first failure)")
 	}
 	return fixture
 }
 
-func makeCerts() (*certs, error) {
+// makeCerts gives every certificate its own shared 1024-bit key.
+func makeCerts(t *testing.T) *certs {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "agent-test-pki")
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	now := time.Now()
-	ca, err := pki.CreateCA(pki.CAFilesIn(filepath.Join(dir, "ca")), 1024, now)
-	if err != nil {
-		return nil, err
-	}
-	c := &certs{dir: dir, authority: ca, ca: filepath.Join(dir, "ca", "ca.crt")}
-	c.roots = x509.NewCertPool()
-	c.roots.AddCert(ca.Cert)
-
-	agentX, agentPair, err := issue(ca, "agent-test", 0x10, now)
-	if err != nil {
-		return nil, err
-	}
-	c.agent, c.agentNotAfter = agentPair, agentX.NotAfter
+	ca := pkitest.NewCA(t, filepath.Join(dir, "ca"), pkitest.Key(t, 1024, 0))
+	c := &certs{dir: dir, authority: ca.CA, ca: filepath.Join(dir, "ca", "ca.crt"), roots: ca.Roots()}
 	c.agentCert, c.agentKey = filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key")
-	if err := writePair(agentPair, c.agentCert, c.agentKey); err != nil {
-		return nil, err
-	}
-	if _, c.control, err = issue(ca, "ctrl-exec", controlSerial, now); err != nil {
-		return nil, err
-	}
-	if _, c.revokable, err = issue(ca, "ctrl-exec", revokableSerial, now); err != nil {
-		return nil, err
-	}
-	other, err := pki.CreateCA(pki.CAFilesIn(filepath.Join(dir, "other")), 1024, now)
-	if err != nil {
-		return nil, err
-	}
-	if _, c.stranger, err = issue(other, "ctrl-exec", controlSerial, now); err != nil {
-		return nil, err
-	}
-	return c, nil
+	setNextSerial(t, ca, 0x10)
+	c.agent = ca.Issue(t, pkitest.Key(t, 1024, 1), "agent-test", c.agentCert, c.agentKey, 30)
+	c.agentNotAfter = c.agent.Leaf.NotAfter
+	setNextSerial(t, ca, controlSerial)
+	c.control = ca.Pair(t, pkitest.Key(t, 1024, 2), "ctrl-exec", 30)
+	setNextSerial(t, ca, revokableSerial)
+	c.revokable = ca.Pair(t, pkitest.Key(t, 1024, 3), "ctrl-exec", 30)
+	other := pkitest.NewCA(t, filepath.Join(dir, "other"), pkitest.Key(t, 1024, 4))
+	setNextSerial(t, other, controlSerial)
+	c.stranger = other.Pair(t, pkitest.Key(t, 1024, 5), "ctrl-exec", 30)
+	return c
 }
 
-// issue signs a fresh key for cn with the given serial, through the CA's
-// ca.serial file as the real signer does.
-func issue(ca *pki.CA, cn string, serial int64, now time.Time) (*x509.Certificate, tls.Certificate, error) {
+// setNextSerial makes serial the CA's next one, through its ca.serial file
+// as the real signer reads it.
+func setNextSerial(t *testing.T, ca *pkitest.CA, serial int64) {
+	t.Helper()
 	if err := os.WriteFile(ca.Files.Serial, pki.FormatSerialFile(big.NewInt(serial-1)), 0o600); err != nil {
-		return nil, tls.Certificate{}, err
+		t.Fatal(err)
 	}
-	key, err := pki.GenerateKey(1024)
-	if err != nil {
-		return nil, tls.Certificate{}, err
-	}
-	csr, err := pki.CreateCSR(key, cn)
-	if err != nil {
-		return nil, tls.Certificate{}, err
-	}
-	cert, err := ca.SignCSR(csr, 30, now, pki.SignOptions{})
-	if err != nil {
-		return nil, tls.Certificate{}, err
-	}
-	return cert, tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, nil
-}
-
-func writePair(pair tls.Certificate, certPath, keyPath string) error {
-	keyPEM, err := pki.EncodeKeyPEM(pair.PrivateKey.(*rsa.PrivateKey))
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(certPath, pki.CertPEM(pair.Leaf), 0o644)
 }
 
 // syncBuffer is an io.Writer shared by the server's goroutines and the test.

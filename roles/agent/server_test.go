@@ -19,6 +19,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 )
 
 func readFile(t *testing.T, path string) string {
@@ -315,14 +316,10 @@ func TestReloadSwapsTheServingCertificate(t *testing.T) {
 	if got := servedSerial(); got != "10" {
 		t.Fatalf("serving serial %q", got)
 	}
-	_, renewed, err := issue(a.certs.authority, "agent-test", 0x20, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	certPath, keyPath := a.path("renewed.crt"), a.path("renewed.key")
-	if err := writePair(renewed, certPath, keyPath); err != nil {
-		t.Fatal(err)
-	}
+	ca := &pkitest.CA{CA: a.certs.authority}
+	setNextSerial(t, ca, 0x20)
+	ca.Issue(t, pkitest.Key(t, 1024, 6), "agent-test", certPath, keyPath, 30)
 	conf := strings.NewReplacer("cert = "+a.certs.agentCert, "cert = "+certPath, "key = "+a.certs.agentKey, "key = "+keyPath).Replace(a.baseConf())
 	a.write("agent.conf", conf, 0o640)
 	a.srv.Reload()

@@ -1,0 +1,159 @@
+// Package pkitest provides test fixtures for code built on pkg/pki: a
+// process-wide pool of RSA keys, a CA in a directory, leaf identities signed
+// by it, and a loopback TLS listener. Like net/http/httptest it is imported
+// only by tests; every helper fails the test through tb on error.
+package pkitest
+
+import (
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+)
+
+// keyID names one pooled key.
+type keyID struct{ bits, i int }
+
+// keys is the pool behind Key. It is the package's only state: generating
+// RSA keys is the slow part of every PKI fixture, so each is made once per
+// test binary.
+var keys sync.Map // keyID → *pooledKey
+
+type pooledKey struct {
+	once sync.Once
+	key  *rsa.PrivateKey
+	err  error
+}
+
+// Key returns the i-th shared RSA key of the given size, generated on first
+// use and the same for the rest of the process. Distinct (bits, i) give
+// distinct keys.
+func Key(tb testing.TB, bits, i int) *rsa.PrivateKey {
+	tb.Helper()
+	v, _ := keys.LoadOrStore(keyID{bits, i}, &pooledKey{})
+	k := v.(*pooledKey)
+	k.once.Do(func() { k.key, k.err = pki.GenerateKey(bits) })
+	if k.err != nil {
+		tb.Fatalf("pkitest: %d-bit key %d: %v", bits, i, k.err)
+	}
+	return k.key
+}
+
+// CA is a certificate authority whose files live in a test directory.
+type CA struct{ *pki.CA }
+
+// NewCA writes ca.key, ca.crt and ca.serial under dir with key (normally
+// from Key), valid from an hour ago. CAs that must not trust each other
+// need different keys: they share the subject name.
+func NewCA(tb testing.TB, dir string, key *rsa.PrivateKey) *CA {
+	tb.Helper()
+	ca, err := pki.CreateCAWithKey(pki.CAFilesIn(dir), key, time.Now().Add(-time.Hour))
+	if err != nil {
+		tb.Fatalf("pkitest: CA in %s: %v", dir, err)
+	}
+	return &CA{ca}
+}
+
+// Pair signs a certificate for key with common name cn, valid from now for
+// days days (serial from ca.serial), and returns it with its key.
+func (ca *CA) Pair(tb testing.TB, key *rsa.PrivateKey, cn string, days int) tls.Certificate {
+	tb.Helper()
+	csr, err := pki.CreateCSR(key, cn)
+	if err != nil {
+		tb.Fatalf("pkitest: CSR for %s: %v", cn, err)
+	}
+	cert, err := ca.SignCSR(csr, days, time.Now(), pki.SignOptions{})
+	if err != nil {
+		tb.Fatalf("pkitest: signing %s: %v", cn, err)
+	}
+	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+}
+
+// Issue is Pair that also writes the certificate to certPath (0644) and the
+// key to keyPath (0600, PKCS#8 PEM).
+func (ca *CA) Issue(tb testing.TB, key *rsa.PrivateKey, cn, certPath, keyPath string, days int) tls.Certificate {
+	tb.Helper()
+	pair := ca.Pair(tb, key, cn, days)
+	keyPEM, err := pki.EncodeKeyPEM(key)
+	if err != nil {
+		tb.Fatalf("pkitest: encoding key for %s: %v", cn, err)
+	}
+	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
+		tb.Fatalf("pkitest: %v", err)
+	}
+	if err := os.WriteFile(certPath, pki.CertPEM(pair.Leaf), 0o644); err != nil {
+		tb.Fatalf("pkitest: %v", err)
+	}
+	return pair
+}
+
+// Roots is a pool holding only the CA certificate.
+func (ca *CA) Roots() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return pool
+}
+
+// Listen serves TLS with cfg on 127.0.0.1:0, calling handle in its own
+// goroutine for each connection (the handshake is left to handle or to the
+// first read or write) and closing the connection when handle returns. At
+// test cleanup it stops accepting, closes the connections still open and
+// waits for every handle to return.
+func Listen(tb testing.TB, cfg *tls.Config, handle func(*tls.Conn)) *net.TCPAddr {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("pkitest: listen: %v", err)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		open = map[net.Conn]struct{}{}
+	)
+	tb.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		open = nil
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if open == nil { // cleanup has begun
+				mu.Unlock()
+				raw.Close()
+				return
+			}
+			open[raw] = struct{}{}
+			wg.Add(1)
+			mu.Unlock()
+			go func() {
+				defer wg.Done()
+				defer func() {
+					mu.Lock()
+					delete(open, raw)
+					mu.Unlock()
+					raw.Close()
+				}()
+				handle(tls.Server(raw, cfg))
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr)
+}
