@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -537,81 +535,4 @@ func TestRunPingPairedAgents(t *testing.T) {
 		t.Errorf("run: exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
 	}
 	agents[0].WaitLog(10*time.Second, "ACTION=run EXIT=0", "SCRIPT=greet")
-}
-
-// The Go control host driving the upstream Perl agent (wire compatibility).
-// Opt-in: CTRL_EXEC_PERL_SRC names a checkout of the Perl ctrl-exec 0.8.4
-// (bin/ctrl-exec-agent and lib/); perl with IO::Socket::SSL and JSON must
-// be installed.
-func TestRunPingPerlAgent(t *testing.T) {
-	src := os.Getenv("CTRL_EXEC_PERL_SRC")
-	if src == "" {
-		t.Skip("CTRL_EXEC_PERL_SRC not set")
-	}
-	if err := exec.Command("perl", "-MIO::Socket::SSL", "-MJSON", "-e", "1").Run(); err != nil {
-		t.Skip("perl with IO::Socket::SSL and JSON not available")
-	}
-	p := sharedFleetPKI(t, 2048) // OpenSSL's default security level refuses 1024-bit keys
-	r := NewRoot(t, "control")
-	p.installControl(t, r.Dir)
-
-	dir := t.TempDir()
-	ids := p.installAgentIdentity(t, dir, "perl-agent")
-	script := writeFile(t, dir, "/scripts/greet", "#!/bin/sh\necho \"greet $*\"\ncat >&2\nexit 4\n", 0o755)
-	allowlist := writeFile(t, dir, "/scripts.conf", "greet = "+script+"\n", 0o644)
-	port := FreePort(t)
-	conf := writeFile(t, dir, "/agent.conf", strings.Join([]string{
-		"port = " + itoa(port), "cert = " + ids.cert, "key = " + ids.key, "ca = " + ids.ca,
-		"dispatcher_serial_path = " + filepath.Join(dir, "/etc/ctrl-exec-agent/ctrl-exec-serial"),
-		"revoked_serials = " + filepath.Join(dir, "revoked-serials"),
-		"rate_limit_disable = 1",
-	}, "\n")+"\n", 0o644)
-	agent := exec.Command("perl", filepath.Join(src, "bin/ctrl-exec-agent"), "--config", conf, "--allowlist", allowlist, "serve")
-	var agentErr strings.Builder
-	agent.Stderr = &agentErr
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
-	// Not WaitListening: a bare TCP probe is a failed handshake, which ends
-	// the Perl agent's accept loop (upstream bug B-6).
-	for deadline := time.Now().Add(20 * time.Second); !tcpListening(port); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("perl agent not listening on %d: %s", port, agentErr.String())
-		}
-	}
-	target := "127.0.0.1:" + itoa(port)
-
-	res := r.Run("ctrl-exec", "ping", "--json", target)
-	var ping struct {
-		Results []map[string]any `json:"results"`
-	}
-	if err := json.Unmarshal([]byte(res.Stdout), &ping); err != nil || res.Code != 0 || len(ping.Results) != 1 || ping.Results[0]["status"] != "ok" {
-		t.Fatalf("ping: exit %d %v\n%s\n%s\nagent: %s", res.Code, err, res.Stdout, res.Stderr, agentErr.String())
-	}
-
-	res = r.Run("ctrl-exec", "run", target, "greet", "--token", "tok-perl", "--", "a b", "c")
-	want := "==> 127.0.0.1  [FAIL  exit:4  Nms  req:R]\ngreet a b c\n    STDERR: "
-	if res.Code != 1 || !strings.HasPrefix(masked(res.Stdout), want) || !strings.Contains(res.Stdout, `"token":"tok-perl"`) {
-		t.Errorf("run: exit %d\n%s\n%s\nagent: %s", res.Code, res.Stdout, res.Stderr, agentErr.String())
-	}
-	res = r.Run("ctrl-exec", "run", target, "not-allowed")
-	if res.Code != 1 || !strings.Contains(res.Stdout, "    ERROR: script not permitted\n") {
-		t.Errorf("denied script: exit %d\n%s\n%s", res.Code, res.Stdout, res.Stderr)
-	}
-}
-
-// tcpListening reports whether some socket listens on TCP port (from
-// /proc/net/tcp and tcp6), without connecting to it.
-func tcpListening(port int) bool {
-	want := fmt.Sprintf(":%04X", port)
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		for _, line := range strings.Split(readFileString(table), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
-				return true
-			}
-		}
-	}
-	return false
 }
