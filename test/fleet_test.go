@@ -9,12 +9,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -296,8 +294,7 @@ type realAgent struct {
 	root *Root
 	name string
 	port int
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *Proc
 }
 
 // fleetScripts are the real agents' allowlisted scripts, by name.
@@ -324,7 +321,7 @@ func startRealAgent(tb testing.TB, p *fleetPKI, name string) (*realAgent, error)
 func launchRealAgent(tb testing.TB, p *fleetPKI, name string) *realAgent {
 	tb.Helper()
 	dir := tb.TempDir()
-	r := &Root{Dir: dir, LogFile: filepath.Join(dir, "log"), Hostname: name}
+	r := &Root{t: tb, Dir: dir, LogFile: filepath.Join(dir, "log"), Hostname: name}
 	ids := p.installAgentIdentity(tb, dir, name)
 	var allow strings.Builder
 	for script, body := range fleetScripts {
@@ -351,18 +348,9 @@ func launchRealAgent(tb testing.TB, p *fleetPKI, name string) *realAgent {
 		"rate_limit_disable = yes", // benchmarks connect far more often than the default volume limit
 	}, "\n")+"\n", 0o640)
 
-	a := &realAgent{root: r, name: name, port: port, done: make(chan struct{})}
-	a.cmd = exec.Command(filepath.Join(binDir, "ctrl-exec-agent"), "serve", "--config", conf,
+	proc := r.Start("ctrl-exec-agent", "serve", "--config", conf,
 		"--allowlist", filepath.Join(dir, "/etc/ctrl-exec-agent/scripts.conf"))
-	a.cmd.Env = r.Env()
-	a.cmd.Dir = dir
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := a.cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	go func() { a.cmd.Wait(); close(a.done) }()
-	tb.Cleanup(a.stop)
-	return a
+	return &realAgent{root: r, name: name, port: port, proc: proc}
 }
 
 // waitReady waits until the agent accepts connections; errAgentServeMissing
@@ -370,10 +358,8 @@ func launchRealAgent(tb testing.TB, p *fleetPKI, name string) *realAgent {
 func (a *realAgent) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		select {
-		case <-a.done:
+		if a.proc.Exited() {
 			return fmt.Errorf("%w (agent %s; log: %s)", errAgentServeMissing, a.name, readFileString(a.root.LogFile))
-		default:
 		}
 		if c, err := net.DialTimeout("tcp", a.target(), 200*time.Millisecond); err == nil {
 			c.Close()
@@ -386,25 +372,9 @@ func (a *realAgent) waitReady(timeout time.Duration) error {
 
 func (a *realAgent) target() string { return "127.0.0.1:" + strconv.Itoa(a.port) }
 
-// stop sends SIGTERM and waits (SIGKILL to the group after 10 s).
-func (a *realAgent) stop() {
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(10 * time.Second):
-		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-a.done
-	}
-}
-
 // rssKiB is the process's resident set (VmRSS) in KiB.
 func (a *realAgent) rssKiB() (int, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.proc.Cmd.Process.Pid))
 	if err != nil {
 		return 0, err
 	}

@@ -187,6 +187,16 @@ func (p *Proc) Wait(timeout time.Duration) (int, bool) {
 	}
 }
 
+// Exited reports whether the process has already exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *Proc) Stdout() string { return p.out.String() }
 func (p *Proc) Stderr() string { return p.errOut.String() }
 
