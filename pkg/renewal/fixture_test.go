@@ -2,9 +2,12 @@ package renewal
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rsa"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -85,7 +88,10 @@ type fakeAgent struct {
 	t    *testing.T
 	p    *testPKI
 	name string
-	mode string // "", "perl", "badjson", "nocsr", "othercn", "refuse"
+	// "", "perl", "badjson", "nocsr", "othercn", "refuse", or "onerecord":
+	// a good agent that reads each request with one read, as the Perl
+	// agent does, and fails the test when a request spans TLS records.
+	mode string
 	port int
 
 	mu       sync.Mutex
@@ -140,7 +146,18 @@ func (a *fakeAgent) serve(conn *tls.Conn) {
 	if conn.Handshake() != nil {
 		return
 	}
-	req, err := wire.ReadRequest(bufio.NewReader(conn), wire.AgentLimits())
+	var in io.Reader = conn
+	if a.mode == "onerecord" {
+		data, err := pkitest.ReadOneRecord(conn)
+		if errors.Is(err, pkitest.ErrSplitRequest) {
+			a.t.Errorf("fake agent %s: %v", a.name, err)
+		}
+		if err != nil {
+			return
+		}
+		in = bytes.NewReader(data)
+	}
+	req, err := wire.ReadRequest(bufio.NewReader(in), wire.AgentLimits())
 	if err != nil {
 		return
 	}

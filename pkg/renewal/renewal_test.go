@@ -284,3 +284,17 @@ func FuzzCSRFrom(f *testing.F) {
 		}
 	})
 }
+
+// Issue 9 A: /renew-complete carries two certificates (over 2 KB); a Perl
+// agent's one-read server must get each renewal request in one TLS record.
+func TestRenewalRequestsTravelInOneRecord(t *testing.T) {
+	h := newHarness(t)
+	a := startFakeAgent(t, h.p, "record-01", 100, "onerecord")
+	h.register(t, a)
+	if _, err := h.r.Renew(context.Background(), dispatch.ParseTarget(a.target(), 0), "record-01"); err != nil {
+		t.Fatal(err)
+	}
+	if a.renewCount() != 1 {
+		t.Errorf("renewals %d, want 1", a.renewCount())
+	}
+}

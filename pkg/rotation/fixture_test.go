@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -152,7 +153,7 @@ func (a *fakeAgent) start(t *testing.T, conf *tls.Config) {
 				defer a.wg.Done()
 				defer raw.Close()
 				raw.SetDeadline(time.Now().Add(10 * time.Second))
-				a.serve(tls.Server(raw, conf))
+				a.serve(t, tls.Server(raw, conf))
 			}()
 		}
 	}()
@@ -164,11 +165,20 @@ func (a *fakeAgent) storedSerial() string {
 	return a.stored
 }
 
-func (a *fakeAgent) serve(conn *tls.Conn) {
+// serve reads the request with one read, as the Perl agent does: a
+// broadcast split over TLS records fails the test (issue 9 A).
+func (a *fakeAgent) serve(t *testing.T, conn *tls.Conn) {
 	if conn.Handshake() != nil {
 		return
 	}
-	req, err := wire.ReadRequest(bufio.NewReader(conn), wire.AgentLimits())
+	data, err := pkitest.ReadOneRecord(conn)
+	if errors.Is(err, pkitest.ErrSplitRequest) {
+		t.Errorf("fake agent %s: %v", a.name, err)
+	}
+	if err != nil {
+		return
+	}
+	req, err := wire.ReadRequest(bufio.NewReader(bytes.NewReader(data)), wire.AgentLimits())
 	if err != nil {
 		return
 	}

@@ -124,6 +124,9 @@ func ClientConfig(cert tls.Certificate, roots *x509.CertPool) *tls.Config {
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return &cert, nil
 		},
+		// The Perl agent reads a request with one SSL_read: each request
+		// (one Write) must travel in a single TLS record, up to 16 KiB.
+		DynamicRecordSizingDisabled: true,
 		// Go's built-in check would insist on a host name; VerifyConnection
 		// checks the chain instead, on full and resumed handshakes alike.
 		InsecureSkipVerify: true,
@@ -144,6 +147,8 @@ func PairingClientConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: true, // bootstrap: nothing to verify against yet
+		// The Perl pairing server reads the request with one SSL_read.
+		DynamicRecordSizingDisabled: true,
 	}
 }
 

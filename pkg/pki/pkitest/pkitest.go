@@ -5,11 +5,16 @@
 package pkitest
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -156,4 +161,72 @@ func Listen(tb testing.TB, cfg *tls.Config, handle func(*tls.Conn)) *net.TCPAddr
 		}
 	}()
 	return ln.Addr().(*net.TCPAddr)
+}
+
+// ListenOneRecord is Listen with a server that reads each request with
+// ReadOneRecord; a request not complete in one TLS record fails the test.
+// Each complete request is passed to respond, whose answer is written back
+// in one write (nil: close without answering).
+func ListenOneRecord(tb testing.TB, cfg *tls.Config, respond func(req []byte) []byte) *net.TCPAddr {
+	tb.Helper()
+	return Listen(tb, cfg, func(c *tls.Conn) {
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if err := c.Handshake(); err != nil {
+			return // the client's failure is the test's to report
+		}
+		req, err := ReadOneRecord(c)
+		if errors.Is(err, ErrSplitRequest) {
+			tb.Errorf("pkitest: one-record server: %v", err)
+		}
+		if err != nil {
+			return
+		}
+		if out := respond(req); out != nil {
+			c.Write(out)
+		}
+	})
+}
+
+// ErrSplitRequest is ReadOneRecord's error for a request that did not
+// arrive in one TLS record.
+var ErrSplitRequest = errors.New("request split over TLS records")
+
+// ReadOneRecord reads a request the way the Perl agent and pairing server
+// do: one read after the handshake, which returns at most one TLS record.
+// When that record is not a whole request (an HTTP head and exactly the
+// body its Content-Length announces) the error wraps ErrSplitRequest.
+func ReadOneRecord(c *tls.Conn) ([]byte, error) {
+	buf := make([]byte, 64<<10) // room for any record
+	n, err := c.Read(buf)
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if err := completeRequest(buf[:n]); err != nil {
+		return nil, fmt.Errorf("%w: the first record (%d bytes) does not hold the whole request: %v", ErrSplitRequest, n, err)
+	}
+	return buf[:n], nil
+}
+
+// completeRequest checks that req is an HTTP head and exactly the body its
+// Content-Length announces.
+func completeRequest(req []byte) error {
+	head, body, ok := bytes.Cut(req, []byte("\r\n\r\n"))
+	if !ok {
+		return errors.New("no end of headers")
+	}
+	length := 0
+	for _, line := range strings.Split(string(head), "\r\n")[1:] {
+		name, value, _ := strings.Cut(line, ":")
+		if strings.EqualFold(strings.TrimSpace(name), "Content-Length") {
+			n, err := strconv.Atoi(strings.TrimSpace(value))
+			if err != nil {
+				return fmt.Errorf("Content-Length %q", value)
+			}
+			length = n
+		}
+	}
+	if len(body) != length {
+		return fmt.Errorf("body has %d of the %d bytes announced", len(body), length)
+	}
+	return nil
 }
