@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/ratelimit"
 )
 
@@ -15,7 +16,7 @@ import (
 type runtime struct {
 	cfg       *config.Agent
 	allowlist config.Allowlist
-	revoked   revokedSet
+	revoked   *pki.RevocationList
 	ipAllow   ratelimit.IPAllowlist
 	limiter   *ratelimit.Limiter // fresh per runtime: a reload clears rate state
 }

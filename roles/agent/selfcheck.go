@@ -118,7 +118,7 @@ func revokedLine(path string, stderr io.Writer) string {
 	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
 		return fmt.Sprintf("  Revoked serials: none (%s absent)", path)
 	}
-	n := len(loadRevoked(path, zerolog.Nop(), stderr))
+	n := loadRevoked(path, zerolog.Nop(), stderr).Len()
 	return fmt.Sprintf("  Revoked serials: %d in %s", n, path)
 }
 

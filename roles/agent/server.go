@@ -215,17 +215,21 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	}
 	defer conn.Close()
 
-	if rt.limiter.Admit(peer) {
+	peerSerial := tlsx.PeerSerialHex(conn.ConnectionState())
+	stored := s.serial.get(rt.cfg.SerialPath)
+	revokedBy, revoked := rt.revoked.Match(peerSerial)
+	// D-33: the volume limit is against floods and probes; the control host
+	// itself (a CA-verified chain presenting the stored serial) is not counted.
+	trusted := !revoked && peerSerial != "" && peerSerial == stored
+	if !trusted && rt.limiter.Admit(peer) {
 		return
 	}
-
-	peerSerial := tlsx.PeerSerialHex(conn.ConnectionState())
-	if rt.revoked.revokes(peerSerial) {
-		s.log.Warn().Str("PEER", peer).Str("SERIAL", peerSerial).Msg("revoked-cert")
+	if revoked {
+		s.log.Warn().Str("PEER", peer).Str("SERIAL", peerSerial).
+			Str("ENTRY", revokedBy.Entry).Str("READING", revokedBy.Reading).Msg("revoked-cert")
 		s.respond(raw, conn, reply{403, errorBody("certificate revoked")})
 		return
 	}
-	stored := s.serial.get(rt.cfg.SerialPath)
 
 	_ = raw.SetDeadline(time.Now().Add(s.timeouts.Request))
 	req, err := wire.ReadRequest(bufio.NewReader(conn), wire.AgentLimits())

@@ -103,9 +103,7 @@ func TestRevokedSerialInEveryAcceptedForm(t *testing.T) {
 		{"decimal", "171", true},
 		{"comment and spaces", "  ab   # revoked 2026-01-01", true},
 		{"other serial", "ac", false},
-		// §8.3/B-19: a digit-only hex serial reads as decimal, so the colon
-		// spelling of such a serial misses. Kept for compatibility.
-		{"colon form of a digit-only serial", "01:00:00:05", false},
+		{"another serial's colon form", "01:00:00:05", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,7 +121,7 @@ func TestRevokedSerialInEveryAcceptedForm(t *testing.T) {
 			}
 		})
 	}
-	a.waitLog("ACTION=revoked-cert PEER=127.0.0.1 SERIAL=ab")
+	a.waitLog("ACTION=revoked-cert ENTRY=ab PEER=127.0.0.1 READING=serial_to_hex SERIAL=ab")
 
 	// A revoked peer gets its answer without the agent reading a request.
 	a.write("revoked-serials", "ab\n", 0o644)
@@ -136,6 +134,30 @@ func TestRevokedSerialInEveryAcceptedForm(t *testing.T) {
 	got, _ := io.ReadAll(conn)
 	if !strings.HasPrefix(string(got), "HTTP/1.0 403 Error\r\n") {
 		t.Errorf("without a request: %q", got)
+	}
+}
+
+// D-32: the control serial 01000005 is all digits, which §8.3 reads as
+// decimal; its colon and decimal spellings must revoke it all the same, and
+// the log says which reading matched.
+func TestRevokedControlSerialInEveryReading(t *testing.T) {
+	a := startAgent(t, setup{})
+	tests := []struct{ entry, reading string }{
+		{"01:00:00:05", "hex"},
+		{"0x1000005", "serial_to_hex"},
+		{"16777221", "decimal"},
+		{"serial=01000005", "serial_to_hex"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.entry, func(t *testing.T) {
+			a.write("revoked-serials", tt.entry+"\n", 0o644)
+			a.srv.Reload()
+			status, body := a.mustDo(t, a.certs.control, "POST", "/ping", "{}")
+			if status != "403 Error" || body != `{"error":"certificate revoked"}` {
+				t.Errorf("%q %s", status, body)
+			}
+			a.waitLog("ACTION=revoked-cert ENTRY="+tt.entry, "READING="+tt.reading, "SERIAL=01000005")
+		})
 	}
 }
 
@@ -177,12 +199,14 @@ func TestVolumeLimitBlocksAndExpires(t *testing.T) {
 	clock.Store(time.Now().Unix())
 	a := startAgentWithClock(t, setup{conf: "rate_limit_volume = 3/10/20\n"}, func() time.Time { return time.Unix(clock.Load(), 0) })
 
+	// A valid client cert without the stored serial is counted (D-33): it
+	// is answered (403 serial mismatch) until the block starts.
 	for i := range 3 {
-		if status, _ := a.mustDo(t, a.certs.control, "POST", "/ping", "{}"); status != "200 OK" {
+		if status, _ := a.mustDo(t, a.certs.revokable, "POST", "/ping", "{}"); status != "403 Error" {
 			t.Fatalf("request %d: %q", i+1, status)
 		}
 	}
-	if _, _, err := a.do(a.certs.control, "POST", "/ping", "{}"); err == nil {
+	if _, _, err := a.do(a.certs.revokable, "POST", "/ping", "{}"); err == nil {
 		t.Fatal("fourth connection in the window was served")
 	}
 	a.waitLog("ACTION=rate-block PEER=127.0.0.1 REASON=volume")
@@ -193,6 +217,45 @@ func TestVolumeLimitBlocksAndExpires(t *testing.T) {
 	clock.Add(1)
 	if status, _ := a.mustDo(t, a.certs.control, "POST", "/ping", "{}"); status != "200 OK" {
 		t.Errorf("after the block: %q", status)
+	}
+}
+
+// D-33 (issue 9 item 8): the control host's own connections (CA-signed
+// cert, stored serial) are not counted toward the volume limit, so it no
+// longer locks itself out with 11 runs a minute; everyone else still is,
+// and failed handshakes still count as probes.
+func TestControlHostIsNotVolumeLimited(t *testing.T) {
+	a := startAgent(t, setup{conf: "rate_limit_volume = 10/60/300\nrate_limit_probe = 3/600/3600\n"})
+	for i := range 15 {
+		if status, _ := a.mustDo(t, a.certs.control, "POST", "/ping", "{}"); status != "200 OK" {
+			t.Fatalf("control host request %d: %q", i+1, status)
+		}
+	}
+	if a.hasLog("ACTION=rate-block") {
+		t.Fatal("the control host was rate-blocked")
+	}
+
+	// A flood with a cert that is not the stored serial is blocked.
+	for i := range 10 {
+		if status, _ := a.mustDo(t, a.certs.revokable, "POST", "/ping", "{}"); status != "403 Error" {
+			t.Fatalf("other client request %d: %q", i+1, status)
+		}
+	}
+	if _, _, err := a.do(a.certs.revokable, "POST", "/ping", "{}"); err == nil {
+		t.Fatal("11th connection of the flood was served")
+	}
+	a.waitLog("ACTION=rate-block PEER=127.0.0.1 REASON=volume")
+
+	// Probes: a fresh limiter, three failed handshakes block the peer.
+	a.srv.Reload()
+	for range 3 {
+		if _, _, err := a.do(a.certs.stranger, "POST", "/ping", "{}"); err == nil {
+			t.Fatal("a stranger's certificate was accepted")
+		}
+	}
+	a.waitLog("ACTION=rate-block PEER=127.0.0.1 REASON=probe")
+	if _, _, err := a.do(a.certs.control, "POST", "/ping", "{}"); err == nil {
+		t.Error("a probe-blocked address was served")
 	}
 }
 

@@ -17,32 +17,14 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
 
-// revokedSet holds revoked certificate serials, each normalised with
-// pki.SerialToHex (SPEC §7.10, §8.3).
-type revokedSet map[string]struct{}
-
-// revokes reports whether the peer's canonical hex serial is revoked. The
-// peer serial goes through the same normalisation as the file entries, so a
-// digit-only hex serial is read as decimal on both sides, as upstream does.
-func (r revokedSet) revokes(peerHex string) bool {
-	if peerHex == "" {
-		return false
-	}
-	norm, ok := pki.SerialToHex(peerHex)
-	if !ok {
-		return false
-	}
-	_, found := r[norm]
-	return found
-}
-
 // loadRevoked reads the revoked-serials file: one entry per line, "#" starts
 // a comment anywhere, whitespace around entries ignored. An absent file means
 // nothing is revoked (logged as revoked-serials-absent); an unreadable one
 // warns on stderr and also means nothing is revoked, as upstream. An entry
-// SerialToHex cannot read is dropped with a config-warn line.
-func loadRevoked(path string, log zerolog.Logger, stderr io.Writer) revokedSet {
-	set := revokedSet{}
+// no reading understands is dropped with a config-warn line. A peer is
+// revoked by upstream's reading or any other reading of an entry (D-32).
+func loadRevoked(path string, log zerolog.Logger, stderr io.Writer) *pki.RevocationList {
+	set := pki.NewRevocationList()
 	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
 		log.Info().Str("PATH", path).Str("REASON", "file not found - no serials revoked").Msg("revoked-serials-absent")
 		return set
@@ -56,21 +38,16 @@ func loadRevoked(path string, log zerolog.Logger, stderr io.Writer) revokedSet {
 }
 
 // parseRevoked reads revoked-serials content (see loadRevoked).
-func parseRevoked(data []byte, log zerolog.Logger) revokedSet {
-	set := revokedSet{}
+func parseRevoked(data []byte, log zerolog.Logger) *pki.RevocationList {
+	set := pki.NewRevocationList()
 	for _, line := range strings.Split(string(data), "\n") {
 		line, _, _ = strings.Cut(line, "#")
 		line = strings.Trim(line, " \t\r\n\f\v")
 		if line == "" {
 			continue
 		}
-		norm, ok := pki.SerialToHex(line)
-		if !ok {
+		if !set.Add(line) {
 			log.Warn().Str("ENTRY", line).Str("MSG", "revoked serial not understood - entry ignored").Msg("config-warn")
-			continue
-		}
-		if norm != "" {
-			set[norm] = struct{}{}
 		}
 	}
 	return set

@@ -3,7 +3,6 @@ package agent
 import (
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -16,28 +15,31 @@ import (
 func TestParseRevoked(t *testing.T) {
 	tests := []struct {
 		name, content string
-		want          []string
+		len           int      // distinct serials upstream's reading revokes
+		revoked       []string // peers (canonical hex) it revokes
 		warn          string
 	}{
-		{"empty", "", nil, ""},
-		{"comments and blanks", "# header\n\n   \n# ab\n", nil, ""},
-		{"every spelling", "ab\n0xAC\nserial=AD\n00:AE\n175\nB0 # inline comment\n\t0b1\r\n", []string{"ab", "ac", "ad", "ae", "af", "b0", "0b1"}, ""},
-		{"digit-only hex is decimal", "0A\nserial=10\n", []string{"0a", "a"}, ""},
-		{"not a serial", "zz-top\nab\n", []string{"ab"}, "ACTION=config-warn ENTRY=zz-top MSG=\"revoked serial not understood - entry ignored\"\n"},
+		{"empty", "", 0, nil, ""},
+		{"comments and blanks", "# header\n\n   \n# ab\n", 0, nil, ""},
+		{"every spelling", "ab\n0xAC\nserial=AD\n00:AE\n175\nB0 # inline comment\n\t0b1\r\n", 7,
+			[]string{"ab", "ac", "ad", "ae", "af", "b0", "0b1"}, ""},
+		{"digit-only hex is decimal and hex", "0A\nserial=10\n", 2, []string{"0a", "10"}, ""},
+		{"not a serial", "zz-top\nab\n", 1, []string{"ab"}, "ACTION=config-warn ENTRY=zz-top MSG=\"revoked serial not understood - entry ignored\"\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var log syncBuffer
 			set := parseRevoked([]byte(tt.content), logx.NewWriter("x", &log))
-			var got []string
-			for s := range set {
-				got = append(got, s)
+			if set.Len() != tt.len {
+				t.Errorf("Len %d, want %d", set.Len(), tt.len)
 			}
-			sort.Strings(got)
-			want := append([]string(nil), tt.want...)
-			sort.Strings(want)
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("set (-want +got):\n%s", diff)
+			for _, peer := range tt.revoked {
+				if _, ok := set.Match(peer); !ok {
+					t.Errorf("peer %s not revoked", peer)
+				}
+			}
+			if _, ok := set.Match("c0ffee"); ok {
+				t.Error("an unlisted peer is revoked")
 			}
 			_, gotWarn, _ := strings.Cut(log.String(), "]: ")
 			if diff := cmp.Diff(tt.warn, gotWarn); diff != "" {
@@ -48,13 +50,13 @@ func TestParseRevoked(t *testing.T) {
 }
 
 func TestRevokesNormalisesThePeer(t *testing.T) {
-	// Entry "10" is decimal ten, "a". The peer's canonical hex goes through
-	// the same function: "10" (serial 0x10) reads as decimal ten and matches;
-	// "0a" (serial ten) keeps its letter and misses (B-19).
+	// Entry "10" is decimal ten upstream, "a"; the peer's canonical hex goes
+	// through the same function, so serial 0x10 ("10") matches too. D-32
+	// adds the entry's own readings: decimal ten also revokes "0a".
 	set := parseRevoked([]byte("10\n"), zerolog.Nop())
-	for peer, want := range map[string]bool{"10": true, "0a": false, "a": true, "": false} {
-		if got := set.revokes(peer); got != want {
-			t.Errorf("revokes(%q) = %v, want %v", peer, got, want)
+	for peer, want := range map[string]bool{"10": true, "0a": true, "a": true, "11": false, "": false} {
+		if _, got := set.Match(peer); got != want {
+			t.Errorf("Match(%q) = %v, want %v", peer, got, want)
 		}
 	}
 }
@@ -62,7 +64,7 @@ func TestRevokesNormalisesThePeer(t *testing.T) {
 func TestLoadRevokedAbsentFile(t *testing.T) {
 	var log syncBuffer
 	path := filepath.Join(t.TempDir(), "revoked-serials")
-	if set := loadRevoked(path, logx.NewWriter("x", &log), nil); len(set) != 0 {
+	if set := loadRevoked(path, logx.NewWriter("x", &log), nil); set.Len() != 0 {
 		t.Errorf("set %v", set)
 	}
 	want := `ACTION=revoked-serials-absent PATH=` + path + ` REASON="file not found - no serials revoked"` + "\n"
@@ -139,10 +141,8 @@ func FuzzParseRevoked(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for serial := range parseRevoked(data, zerolog.Nop()) {
-			if serial == "" {
-				t.Fatal("empty serial in the set")
-			}
+		if _, ok := parseRevoked(data, zerolog.Nop()).Match(""); ok {
+			t.Fatal("a peer without a serial is revoked")
 		}
 	})
 }
