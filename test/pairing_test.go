@@ -759,6 +759,29 @@ func TestSetupCommands(t *testing.T) {
 	if ctl.ReadFile("/etc/ctrl-exec/ctrl-exec.crt") == before {
 		t.Error("confirmed setup-ctrl-exec kept the old cert")
 	}
+
+	// A registry record that does not parse is still an agent to protect.
+	if err := os.Remove(ctl.Path("/var/lib/ctrl-exec/agents/web-02.json")); err != nil {
+		t.Fatal(err)
+	}
+	ctl.WriteFile("/var/lib/ctrl-exec/agents/web-01.json", "{not json", 0o644)
+	if res := ctl.RunInput("n\n", "ctrl-exec", "setup-ctrl-exec"); res.Code != 0 || !strings.Contains(res.Stdout, "  1 registered agent will require") {
+		t.Errorf("with a damaged record: %+v", res)
+	}
+	// A registry that cannot be read is not an empty one (issue 9 item 9).
+	before = ctl.ReadFile("/etc/ctrl-exec/ctrl-exec.crt")
+	if err := os.RemoveAll(ctl.Path("/var/lib/ctrl-exec/agents")); err != nil {
+		t.Fatal(err)
+	}
+	ctl.WriteFile("/var/lib/ctrl-exec/agents", "not a directory", 0o644)
+	res = ctl.RunInput("y\n", "ctrl-exec", "setup-ctrl-exec")
+	if res.Code != 255 || !strings.Contains(res.Stderr, "Cannot open registry dir '"+ctl.Path("/var/lib/ctrl-exec/agents")+"'") ||
+		!strings.Contains(res.Stderr, "not replacing the ctrl-exec cert") {
+		t.Errorf("unreadable registry: %+v", res)
+	}
+	if ctl.ReadFile("/etc/ctrl-exec/ctrl-exec.crt") != before {
+		t.Error("setup-ctrl-exec replaced the cert with the registry unreadable")
+	}
 }
 
 // openPTY returns a pseudo-terminal pair: write to master what a user types,

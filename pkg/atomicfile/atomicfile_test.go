@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -68,5 +69,18 @@ func TestWithLockSerialisesUpdates(t *testing.T) {
 	b, _ := os.ReadFile(p)
 	if string(b) != "20" {
 		t.Errorf("counter = %s, want 20", b)
+	}
+}
+
+// Issue 9 item 9: a directory that cannot be synced is an error, not
+// silence: the rename may not survive a crash.
+func TestSyncDirReportsFailure(t *testing.T) {
+	dir := t.TempDir()
+	if err := syncDir(dir); err != nil {
+		t.Fatalf("syncDir(%s) = %v", dir, err)
+	}
+	gone := filepath.Join(dir, "gone")
+	if err := syncDir(gone); err == nil || !strings.Contains(err.Error(), "gone") {
+		t.Errorf("syncDir of a missing directory = %v", err)
 	}
 }

@@ -134,22 +134,32 @@ func (a *Approver) approveLocked(reqid string) (*Approval, error) {
 		DispatcherSerial: dispSerial,
 	})
 	if err := atomicfile.Write(a.Queue.path(reqid, extApproved), body, fileMode); err != nil {
-		a.restoreRegistry(req.Hostname, previous, prevErr)
-		return nil, fmt.Errorf("write approval for '%s': %w", reqid, err)
+		err = fmt.Errorf("write approval for '%s': %w", reqid, err)
+		if rerr := a.restoreRegistry(req.Hostname, previous, prevErr); rerr != nil {
+			err = fmt.Errorf("%w; %w", err, rerr)
+		}
+		return nil, err
 	}
 	a.Log.Info().Str("AGENT", req.Hostname).Str("REQID", reqid).Msg("pair-approve")
 	return &Approval{ReqID: reqid, Hostname: req.Hostname, Cert: cert}, nil
 }
 
-// restoreRegistry undoes the registry write of a failed approval.
-func (a *Approver) restoreRegistry(hostname string, previous registry.Record, prevErr error) {
-	if prevErr == nil {
-		a.Registry.Put(previous)
-		return
+// restoreRegistry undoes the registry write of a failed approval and says
+// what it could not undo.
+func (a *Approver) restoreRegistry(hostname string, previous registry.Record, prevErr error) error {
+	switch {
+	case prevErr == nil:
+		if err := a.Registry.Put(previous); err != nil {
+			return fmt.Errorf("restoring the previous registry record for '%s' also failed: %w", hostname, err)
+		}
+	case errors.Is(prevErr, registry.ErrNotFound):
+		if _, err := a.Registry.Delete(hostname); err != nil {
+			return fmt.Errorf("removing the registry record for '%s' also failed (it names an agent without a certificate): %w", hostname, err)
+		}
+	default:
+		return fmt.Errorf("the previous registry record for '%s' was unreadable (%v) and has been replaced by the new one", hostname, prevErr)
 	}
-	if errors.Is(prevErr, registry.ErrNotFound) {
-		a.Registry.Delete(hostname)
-	}
+	return nil
 }
 
 // Deny answers the request with a denial and removes it from the queue; the

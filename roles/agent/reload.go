@@ -3,7 +3,10 @@ package agent
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/ratelimit"
@@ -67,12 +70,29 @@ func (s *Server) Reload() {
 		list = config.Allowlist{}
 	}
 
-	if err := s.identity.Reload(cfg.Cert, cfg.Key, cfg.CA); err != nil {
+	if err := s.reloadIdentity(cfg); err != nil {
 		fmt.Fprintf(s.stderr, "Certificate reload failed: %v - new connections keep the previous certificate\n", err)
 	}
 	rt := s.newRuntime(cfg, list)
 	s.serial.reload(cfg.SerialPath)
 	s.rt.Store(rt)
+}
+
+// reloadIdentity loads cert, key and CA for new handshakes under the same
+// locks as a renewal's store (the cert directory's flock, then identityMu),
+// so a renewal never lands between this reload's reading of the files and
+// its swap: the identity served is always the newest on disk.
+func (s *Server) reloadIdentity(cfg *config.Agent) error {
+	reload := func() error {
+		s.identityMu.Lock()
+		defer s.identityMu.Unlock()
+		return s.identity.Reload(cfg.Cert, cfg.Key, cfg.CA)
+	}
+	dir := filepath.Dir(cfg.Cert)
+	if _, err := os.Stat(dir); err != nil {
+		return reload() // no directory to lock; the load reports the missing file
+	}
+	return atomicfile.WithLock(dir, reload)
 }
 
 func printLines(w io.Writer, lines []string) {

@@ -88,33 +88,44 @@ func (s *Server) handleRenewComplete(_ context.Context, c *call) reply {
 		return s.renewFailed(c, reqid, 400, err.Error())
 	}
 
-	// One renewal at a time writes the cert and reloads; a SIGHUP reload
-	// in between reads either file whole.
-	dir := filepath.Dir(cfg.Cert)
-	err = atomicfile.WithLock(dir, func() error {
-		previous, err := os.ReadFile(cfg.Cert)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("read current cert %s: %w", cfg.Cert, err)
-		}
-		if err := atomicfile.Write(cfg.Cert, pki.CertPEM(cert), 0o640); err != nil {
-			return fmt.Errorf("store cert: %w", err)
-		}
-		s.giveToAgentGroup(cfg.Cert)
-		if err := s.identity.Reload(cfg.Cert, cfg.Key, cfg.CA); err != nil {
-			// Never leave a cert on disk that the server could not use.
-			if previous != nil {
-				_ = atomicfile.Write(cfg.Cert, previous, 0o640)
-				s.giveToAgentGroup(cfg.Cert)
-			}
-			return fmt.Errorf("load the new cert: %w", err)
-		}
-		return nil
+	// One renewal at a time writes the cert and reloads (flock), and no
+	// SIGHUP reload swaps the identity in between (identityMu).
+	err = atomicfile.WithLock(filepath.Dir(cfg.Cert), func() error {
+		s.identityMu.Lock()
+		defer s.identityMu.Unlock()
+		return s.storeCert(cfg.Cert, cfg.Key, cfg.CA, pki.CertPEM(cert))
 	})
 	if err != nil {
 		return s.renewFailed(c, reqid, 500, err.Error())
 	}
 	s.log.Info().Str("STATUS", "cert-stored").Str("REQID", logText(reqid)).Msg("renew-complete")
 	return okReply(map[string]any{"status": "ok", "reqid": reqid})
+}
+
+// storeCert replaces certFile with certPEM and serves it from the next
+// handshake. If the server cannot load it, the previous file is put back, and
+// a failure to do that is reported too. The caller holds s.identityMu.
+func (s *Server) storeCert(certFile, keyFile, caFile string, certPEM []byte) error {
+	previous, err := os.ReadFile(certFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read current cert %s: %w", certFile, err)
+	}
+	if err := atomicfile.Write(certFile, certPEM, 0o640); err != nil {
+		return fmt.Errorf("store cert: %w", err)
+	}
+	s.giveToAgentGroup(certFile)
+	if err := s.identity.Reload(certFile, keyFile, caFile); err != nil {
+		err = fmt.Errorf("load the new cert: %w", err)
+		// Never leave a cert on disk that the server could not use.
+		if previous != nil {
+			if werr := atomicfile.Write(certFile, previous, 0o640); werr != nil {
+				return fmt.Errorf("%w; putting the previous cert back also failed: %v - %s holds a certificate the agent could not load; restore it before the next restart", err, werr, certFile)
+			}
+			s.giveToAgentGroup(certFile)
+		}
+		return err
+	}
+	return nil
 }
 
 // renewFailed logs a refused or failed renewal step and builds its reply.

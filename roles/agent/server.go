@@ -61,11 +61,14 @@ type Server struct {
 	hostname, version         string
 	timeouts                  Timeouts
 
-	identity  *tlsx.Identity
-	tlsConfig *tls.Config
-	rt        atomic.Pointer[runtime]
-	serial    storedSerial
-	routes    map[route]handler
+	identity *tlsx.Identity
+	// identityMu serialises identity swaps: a SIGHUP reload and a
+	// renewal's store each read the files and swap under it.
+	identityMu sync.Mutex
+	tlsConfig  *tls.Config
+	rt         atomic.Pointer[runtime]
+	serial     storedSerial
+	routes     map[route]handler
 }
 
 // NewServer performs the serve startup sequence up to listening (SPEC §4.2

@@ -42,8 +42,8 @@ If a ctrl-exec cert exists and agents are registered, asks for confirmation
 first: agents trust the old cert's serial and refuse the new one until they
 re-pair. To replace the cert without re-pairing, use rotate-cert.
 
-Exit status: 0 (also when the operator declines); 255 if the CA is missing or
-writing fails.`,
+Exit status: 0 (also when the operator declines); 255 if the CA is missing, the
+registry cannot be read, or writing fails.`,
 		Action: func(c *cli.Context) error { return setupCtrlExec(e) },
 	}
 }
@@ -68,8 +68,13 @@ func setupCtrlExec(e *env) error {
 		return cliapp.Fatalf("CA key not found at '%s' - run setup-ca first", files.Key)
 	}
 	if info, err := os.Stat(certPath); err == nil && info.Mode().IsRegular() {
-		recs, _, _ := registry.New(e.paths.AgentsDir()).List()
-		if n := len(recs); n > 0 {
+		// Fail closed: an unreadable registry may hide paired agents, and
+		// the confirmation below is what protects them.
+		recs, skipped, err := registry.New(e.paths.AgentsDir()).List()
+		if err != nil {
+			return cliapp.Fatalf("%v - cannot tell whether agents would need re-pairing; not replacing the ctrl-exec cert", err)
+		}
+		if n := len(recs) + len(skipped); n > 0 {
 			plural := "s"
 			if n == 1 {
 				plural = ""
