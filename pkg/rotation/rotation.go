@@ -10,7 +10,7 @@
 // deleted.
 //
 //	r := rotation.New(conf, dispatch.NewClient(conf, log), log, time.Now)
-//	res, err := r.Rotate(ctx)          // ctrl-exec rotate-cert
+//	res, err := r.Rotate(ctx, false)   // ctrl-exec rotate-cert
 //	report, err := r.Broadcast(ctx)
 //	stop := rotation.Start(ctx, rotation.Loop{Rotator: r, Interval: 4 * time.Hour})
 package rotation
@@ -119,6 +119,9 @@ type Result struct {
 	OldSerial      string // "" when there was no readable previous cert
 	OverlapExpires string // ISO time
 	AgentsPending  int    // registry agents marked pending
+	// Stranded are the agents a forced Rotate left without a certificate
+	// they trust (still pending from the rotation before).
+	Stranded []string
 }
 
 // locked runs fn under flock on rotation.lock beside rotation.json, so a
@@ -169,14 +172,63 @@ func (r *Rotator) CheckAndRotate(ctx context.Context) (Result, error) {
 // Rotate is rotate (§15.2.3, ctrl-exec rotate-cert): a new ctrl-exec key and
 // cert whatever the old one's expiry, the previous pair kept as .prev,
 // rotation.json written and every registry agent marked pending.
-func (r *Rotator) Rotate(ctx context.Context) (Result, error) {
+//
+// Only one previous pair is kept, so agents still pending from the last
+// rotation (they trust only that pair) would be stranded by another one: Rotate
+// refuses with a *StrandError naming them, unless force is set; then it
+// rotates and lists them in Result.Stranded.
+func (r *Rotator) Rotate(ctx context.Context, force bool) (Result, error) {
 	var res Result
 	err := r.locked(func() error {
-		var err error
+		stranded, err := r.wouldStrand()
+		if err != nil {
+			return err
+		}
+		if len(stranded) > 0 && !force {
+			return &StrandError{Hosts: stranded}
+		}
 		res, err = r.rotateLocked()
+		if err == nil && len(stranded) > 0 {
+			res.Stranded = stranded
+			r.Log.Warn().Str("AGENTS", strings.Join(stranded, ",")).
+				Str("REASON", "forced rotation while agents were pending - they must be re-paired").Msg("cert-rotation-strand")
+		}
 		return err
 	})
 	return res, err
+}
+
+// StrandError is Rotate's refusal: Hosts are still pending from the last
+// rotation and would lose the only certificate they trust.
+type StrandError struct{ Hosts []string }
+
+func (e *StrandError) Error() string {
+	return fmt.Sprintf("%d agent(s) still pending from the last rotation trust only the previous certificate, which a new rotation would replace: %s",
+		len(e.Hosts), strings.Join(e.Hosts, ", "))
+}
+
+// wouldStrand lists the registry agents still pending from the last rotation
+// that have not been seen on its serial.
+func (r *Rotator) wouldStrand() ([]string, error) {
+	state, err := LoadState(r.StateFile, r.Log)
+	if err != nil {
+		return nil, err
+	}
+	current := ""
+	if state != nil {
+		current = state.CurrentSerial
+	}
+	agents, err := r.listAgents()
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, rec := range agents {
+		if status(rec) == registry.StatusPending && (current == "" || rec.Get(registry.FieldDispatcherSerial) != current) {
+			hosts = append(hosts, rec.Hostname())
+		}
+	}
+	return hosts, nil
 }
 
 // saved is a file's content before rotation touched it (nil = absent).

@@ -35,7 +35,7 @@ func TestRotateKeepsPreviousPairAndMarksAgentsPending(t *testing.T) {
 	now := time.Date(2026, 3, 9, 14, 30, 0, 0, time.UTC)
 	c.r.Now = func() time.Time { return now }
 
-	res, err := c.r.Rotate(context.Background())
+	res, err := c.r.Rotate(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestRotateWithoutPreviousCert(t *testing.T) {
 	c := newControl(t)
 	os.Remove(c.r.CertPath())
 	os.Remove(c.r.KeyPath())
-	res, err := c.r.Rotate(context.Background())
+	res, err := c.r.Rotate(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestRotateFailureChangesNothing(t *testing.T) {
 	c := newControl(t)
 	oldKey, oldCert := readFile(t, c.r.KeyPath()), readFile(t, c.r.CertPath())
 	os.Rename(filepath.Join(c.dir, "ca.key"), filepath.Join(c.dir, "ca.key.away"))
-	_, err := c.r.Rotate(context.Background())
+	_, err := c.r.Rotate(context.Background(), false)
 	var w *Warning
 	if !errors.As(err, &w) || !strings.HasPrefix(err.Error(), "cert generation failed: CA key not found at '") {
 		t.Fatalf("error %v", err)
@@ -157,7 +157,7 @@ func TestRotationBroadcastReachesEveryKindOfAgent(t *testing.T) {
 	down := c.addAgent(t, "c-down", registry.StatusCurrent, old, old, true)
 	c.addAgent(t, "d-stale", registry.StatusStale, "", "", true)
 
-	if _, err := c.r.Rotate(context.Background()); err != nil {
+	if _, err := c.r.Rotate(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	newSerial := c.serial(t)
@@ -251,7 +251,7 @@ func TestRotationBroadcastFailureTexts(t *testing.T) {
 	old := c.serial(t)
 	// Stores a serial nobody has: every identity is refused.
 	c.addAgent(t, "lost-01", registry.StatusCurrent, old, "ffffffff", false)
-	if _, err := c.r.Rotate(context.Background()); err != nil {
+	if _, err := c.r.Rotate(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	report, err := c.r.Broadcast(context.Background())
@@ -293,7 +293,7 @@ func TestRotationBroadcastBatchesOver500(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.r.Rotate(context.Background()); err != nil {
+	if _, err := c.r.Rotate(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	newSerial := c.serial(t)
@@ -326,7 +326,7 @@ func TestRotationExpireStaleAfterOverlap(t *testing.T) {
 	c := newControl(t)
 	c.addAgent(t, "p-01", registry.StatusCurrent, "", "", true)
 	c.addAgent(t, "q-01", registry.StatusCurrent, "", "", true)
-	if _, err := c.r.Rotate(context.Background()); err != nil {
+	if _, err := c.r.Rotate(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.reg.Merge("q-01", map[string]any{registry.FieldSerialStatus: "current"}); err != nil {
@@ -363,7 +363,7 @@ func TestRotationLoopRetriesUntilAgentReturns(t *testing.T) {
 	c := newControl(t)
 	old := c.serial(t)
 	a := c.addAgent(t, "late-01", registry.StatusCurrent, old, old, true)
-	if _, err := c.r.Rotate(context.Background()); err != nil {
+	if _, err := c.r.Rotate(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	stop := Start(context.Background(), Loop{Rotator: c.r, FirstPass: 10 * time.Millisecond, Interval: 50 * time.Millisecond})
@@ -436,5 +436,59 @@ func TestRotationClockFromEnv(t *testing.T) {
 	t.Setenv(TestFirstPassEnv, "soon")
 	if d := FirstPassFromEnv(); d != DefaultFirstPass {
 		t.Errorf("delay %v", d)
+	}
+}
+
+// Issue 9 C: only one .prev pair is kept, so a second rotation while agents
+// are pending from the first would strand them. It is refused, naming them;
+// force rotates and says who is stranded.
+func TestRotateRefusesToStrandPendingAgents(t *testing.T) {
+	c := newControl(t)
+	old := c.serial(t)
+	up := c.addAgent(t, "a-up", registry.StatusCurrent, old, old, false)
+	c.addAgent(t, "b-down", registry.StatusCurrent, old, old, true)
+	c.addAgent(t, "c-down", registry.StatusCurrent, old, old, true)
+	if _, err := c.r.Rotate(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	first := c.serial(t)
+	if _, err := c.r.Broadcast(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if up.storedSerial() != first {
+		t.Fatalf("a-up stores %s", up.storedSerial())
+	}
+	prevCert, err := os.ReadFile(c.r.PrevCertPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = c.r.Rotate(context.Background(), false)
+	var strand *StrandError
+	if !errors.As(err, &strand) {
+		t.Fatalf("second Rotate = %v, want a StrandError", err)
+	}
+	if diff := cmp.Diff([]string{"b-down", "c-down"}, strand.Hosts); diff != "" {
+		t.Errorf("stranded (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(err.Error(), "b-down, c-down") {
+		t.Errorf("error %q does not name them", err)
+	}
+	if c.serial(t) != first {
+		t.Error("the refused rotation replaced the cert")
+	}
+	if got, _ := os.ReadFile(c.r.PrevCertPath()); string(got) != string(prevCert) {
+		t.Error("the refused rotation replaced the previous cert")
+	}
+
+	res, err := c.r.Rotate(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"b-down", "c-down"}, res.Stranded); diff != "" || c.serial(t) == first {
+		t.Errorf("forced: serial %s, stranded (-want +got):\n%s", c.serial(t), diff)
+	}
+	if got := c.log.lines("ACTION=cert-rotation-strand"); len(got) != 1 || !strings.Contains(got[0], "AGENTS=b-down,c-down") {
+		t.Errorf("log %q", got)
 	}
 }

@@ -26,6 +26,7 @@ var options = cliargs.Spec{
 		{Name: "port", TakesArg: true},
 		{Name: "username", TakesArg: true},
 		{Name: "token", TakesArg: true},
+		{Name: "force"},
 	},
 }
 
@@ -94,6 +95,7 @@ func globalFlags(e *env) []cli.Flag {
 		&cli.IntFlag{Name: "port", Usage: "default agent `PORT` for run/ping (7443), or the pairing listener port (7444)"},
 		&cli.StringFlag{Name: "username", Value: os.Getenv("USER"), Usage: "advisory identity forwarded to auth hooks and agents"},
 		&cli.StringFlag{Name: "token", Value: os.Getenv("ENVEXEC_TOKEN"), Usage: "opaque token forwarded to auth hooks and agents; never logged (default $ENVEXEC_TOKEN)"},
+		&cli.BoolFlag{Name: "force", Usage: "rotate-cert: rotate even though agents still pending from the last rotation will be stranded"},
 	}
 }
 
@@ -107,6 +109,6 @@ Modes:
   list-agents               list-locks               unpair <hostname>
   rotate-cert               serial-status
 
-Options: --config <path> --json --port <n> --username <name> --token <token>
+Options: --config <path> --json --port <n> --username <name> --token <token> --force
 Run 'ctrl-exec <mode> --help' for details.
 `

@@ -31,8 +31,15 @@ or ctrl-exec-api with api_rotation_loop) retries them until cert_overlap_days
 (default 30) have passed, then marks them stale - those must be re-paired.
 The previous pair is deleted once no agent is pending or the overlap is over.
 
+Only one previous pair is kept, so a rotation while agents are still pending
+from the last one would strand them (they trust only the pair it replaces):
+rotate-cert refuses, naming them. Bring them up to date first (serial-status
+shows them; the check loop retries them), or use --force to rotate anyway:
+it names the stranded agents, which must then be re-paired.
+
 Exit status: 0 when the certificate was rotated, even if some agents failed;
-255 if the configuration cannot be loaded or the rotation failed.`,
+1 when refused because agents would be stranded; 255 if the configuration
+cannot be loaded or the rotation failed.`,
 		Action: func(c *cli.Context) error { return rotateCert(e, c) },
 	}
 }
@@ -65,9 +72,20 @@ func rotateCert(e *env, c *cli.Context) error {
 	out := e.stdout
 
 	fmt.Fprintln(out, "Rotating ctrl-exec certificate...")
-	res, err := r.Rotate(ctx)
+	res, err := r.Rotate(ctx, c.Bool("force"))
+	var strand *rotation.StrandError
+	if errors.As(err, &strand) {
+		return cliapp.Exit(1, fmt.Sprintf("Refusing to rotate: %d agent(s) still pending from the last rotation trust only the previous certificate, which this rotation would replace:\n"+
+			"  %s\n"+
+			"Bring them up to date first (see serial-status; the check loop retries them), or re-run with --force to rotate anyway and re-pair them.",
+			len(strand.Hosts), strings.Join(strand.Hosts, "\n  ")))
+	}
 	if err != nil {
 		return cliapp.Fatalf("Rotation failed: %v", err)
+	}
+	if len(res.Stranded) > 0 {
+		fmt.Fprintf(e.stderr, "Warning: --force: %d agent(s) pending from the last rotation are stranded and must be re-paired:\n  %s\n",
+			len(res.Stranded), strings.Join(res.Stranded, "\n  "))
 	}
 	fmt.Fprintf(out, "New serial:      %s\n", res.Serial)
 	fmt.Fprintf(out, "Old serial:      %s\n", or(res.OldSerial, "(none)"))
