@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
 
@@ -36,9 +36,11 @@ func Main(prog string, args []string) int {
 		Description: "Run by the control host as an allowlisted agent script during certificate rotation.\n" +
 			"Writes the serial (1-40 hex digits, stored lowercase) to $ENVEXEC_SERIAL_FILE,\n" +
 			"$DISPATCHER_SERIAL_FILE or /etc/ctrl-exec-agent/ctrl-exec-serial, then sends SIGHUP to the\n" +
-			"agent: the PID in $ENVEXEC_AGENT_PIDFILE or /run/ctrl-exec-agent.pid, else the agent that\n" +
-			"runs this script, else the one ctrl-exec-agent process.\n\n" +
-			"Exit codes: 0 updated and reloaded, 1 usage, 2 write failed, 3 written but not reloaded.",
+			"agent daemon: the PID in $ENVEXEC_AGENT_PIDFILE or /run/ctrl-exec-agent.pid, else the\n" +
+			"ctrl-exec-agent process listening on agent.conf's port (never merely the process that\n" +
+			"runs this script: under a Perl agent that is a per-connection child).\n\n" +
+			"Exit codes: 0 updated and reloaded, 1 usage, 2 write failed, 3 written but not reloaded\n" +
+			"(the daemon could not be identified for sure, or not signalled).",
 		Version:         buildinfo.Version,
 		HideHelpCommand: true,
 		Action: func(c *cli.Context) error {
@@ -72,9 +74,9 @@ func update(p paths.Paths, args []string, stdout io.Writer) error {
 		return cliapp.Exit(2, fmt.Sprintf("Cannot write serial file '%s': %v", target, err))
 	}
 
-	pid := findAgent(firstNonEmpty(os.Getenv("ENVEXEC_AGENT_PIDFILE"), p.AgentPIDFile()))
-	if pid == 0 {
-		return cliapp.Exit(3, "Serial written but agent process not found - reload manually.")
+	pid, err := findAgent(firstNonEmpty(os.Getenv("ENVEXEC_AGENT_PIDFILE"), p.AgentPIDFile()), agentPort(p))
+	if err != nil {
+		return cliapp.Exit(3, "Serial written but agent process not found - reload manually.\n("+err.Error()+")")
 	}
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return cliapp.Exit(3, fmt.Sprintf("Serial written but SIGHUP to pid %d failed.\n"+
@@ -84,70 +86,16 @@ func update(p paths.Paths, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// findAgent returns the agent's PID: from the PID file, else our parent when
-// it is an agent (the agent runs this helper as a script), else the single
-// agent process that is not the child of another agent. 0 = not found.
-func findAgent(pidFile string) int {
-	if b, err := os.ReadFile(pidFile); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			return pid
+// agentPort returns a reader of the port in agent.conf, whose listener is
+// the daemon to signal.
+func agentPort(p paths.Paths) func() (int, error) {
+	return func() (int, error) {
+		cfg, _, err := config.LoadAgent(p.AgentConf(), p)
+		if err != nil {
+			return 0, fmt.Errorf("cannot tell the agent's port: %w", err)
 		}
+		return cfg.Port, nil
 	}
-	if ppid := os.Getppid(); isAgent(ppid) {
-		return ppid
-	}
-	var found []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !isAgent(pid) || isAgent(parentOf(pid)) {
-			continue
-		}
-		found = append(found, pid)
-	}
-	if len(found) == 1 {
-		return found[0]
-	}
-	return 0
-}
-
-// isAgent reports whether pid runs ctrl-exec-agent: Go (argv[0] is the
-// symlink name) or Perl (the script path is argv[1]).
-func isAgent(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	for i, a := range argv {
-		if i > 1 {
-			break
-		}
-		switch filepath.Base(a) {
-		case "ctrl-exec-agent", "cea":
-			return i == 0 || strings.HasPrefix(filepath.Base(argv[0]), "perl")
-		}
-	}
-	// "<multicall binary> agent …" (D-1).
-	return len(argv) > 1 && argv[1] == "agent" && strings.HasPrefix(filepath.Base(argv[0]), "ctrl-exec")
-}
-
-func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the ")" that closes the command name: state ppid …
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(fields[1])
-	return ppid
 }
 
 func firstNonEmpty(vals ...string) string {
