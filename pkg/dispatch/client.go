@@ -67,6 +67,12 @@ type Client struct {
 	// result arrives: done of total finished, failed of them not successful.
 	Progress func(done, failed, total int)
 
+	// Admit, OnRun and OnPing are the fleet guardrails' and streaming's
+	// seams (see hooks.go); nil leaves a call as it always was.
+	Admit  func(i int) error
+	OnRun  func(i int, r *RunResult)
+	OnPing func(i int, r *PingResult)
+
 	// AfterPing, if set, is called with every Ping batch before Ping
 	// returns. It is the hook for agent certificate renewal (§15.1): it
 	// receives all results and picks the ones with status "ok" whose expiry
@@ -141,36 +147,6 @@ func (c *Client) fanOut(hosts []string) (*tls.Config, []Target, error) {
 	return cfg, targets, nil
 }
 
-// each runs one(i) for every target, at most Concurrency at a time, and
-// reports progress with failed(i) deciding what counts as a failure. It
-// returns when every one has finished.
-func (c *Client) each(ctx context.Context, n int, one func(ctx context.Context, i int), failed func(i int) bool) {
-	limit := c.Concurrency
-	if limit <= 0 {
-		limit = DefaultConcurrency
-	}
-	slots := make(chan struct{}, limit)
-	done := make(chan int, n)
-	for i := 0; i < n; i++ {
-		go func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			one(ctx, i)
-			done <- i
-		}()
-	}
-	nFailed := 0
-	for finished := 1; finished <= n; finished++ {
-		i := <-done
-		if failed(i) {
-			nFailed++
-		}
-		if c.Progress != nil {
-			c.Progress(finished, nFailed, n)
-		}
-	}
-}
-
 // RunRequest is one script run on many hosts.
 type RunRequest struct {
 	Hosts    []string // "name", "name:port", "[v6]", "[v6]:port"
@@ -210,7 +186,14 @@ func (c *Client) Run(ctx context.Context, req RunRequest) ([]RunResult, error) {
 	results := make([]RunResult, len(targets))
 	c.each(ctx, len(targets), func(ctx context.Context, i int) {
 		results[i] = c.runOne(ctx, cfg, targets[i], req.Script, reqid, body)
-	}, func(i int) bool { return results[i].Failed() })
+	}, func(i int, why error) {
+		results[i] = skippedRun(targets[i], req.Script, reqid, why)
+	}, func(i int) bool {
+		if c.OnRun != nil {
+			c.OnRun(i, &results[i])
+		}
+		return results[i].Failed()
+	})
 	return results, nil
 }
 
@@ -291,18 +274,33 @@ func failureText(rep Reply, err error) string {
 // Ping pings every host at once (§10.5), then calls AfterPing, and returns
 // one result per host in request order.
 func (c *Client) Ping(ctx context.Context, hosts []string) ([]PingResult, error) {
+	return c.PingReqID(ctx, hosts, "")
+}
+
+// PingReqID is Ping with the request id given ("" = a fresh one), so a
+// caller can report the REQID its log lines carry.
+func (c *Client) PingReqID(ctx context.Context, hosts []string, reqid string) ([]PingResult, error) {
 	cfg, targets, err := c.fanOut(hosts)
 	if err != nil {
 		return nil, err
 	}
-	reqid := pki.NewReqID()
+	if reqid == "" {
+		reqid = pki.NewReqID()
+	}
 	var payload Object
 	payload.Set("reqid", reqid)
 	body, _ := payload.MarshalJSON()
 	results := make([]PingResult, len(targets))
 	c.each(ctx, len(targets), func(ctx context.Context, i int) {
 		results[i] = c.pingOne(ctx, cfg, targets[i], reqid, body)
-	}, func(i int) bool { return !results[i].OK() })
+	}, func(i int, why error) {
+		results[i] = skippedPing(targets[i], why)
+	}, func(i int) bool {
+		if c.OnPing != nil {
+			c.OnPing(i, &results[i])
+		}
+		return !results[i].OK()
+	})
 	if c.AfterPing != nil {
 		c.AfterPing(ctx, results)
 	}
@@ -343,7 +341,7 @@ func (c *Client) Capabilities(ctx context.Context, hosts []string) ([]CapResult,
 	results := make([]CapResult, len(targets))
 	c.each(ctx, len(targets), func(ctx context.Context, i int) {
 		results[i] = c.capabilitiesOne(ctx, cfg, targets[i])
-	}, func(i int) bool { return !results[i].OK() })
+	}, nil, func(i int) bool { return !results[i].OK() })
 	return results, nil
 }
 

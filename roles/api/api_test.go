@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	ops "github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
 
@@ -165,41 +164,6 @@ func TestAPILiveEnums(t *testing.T) {
 	})
 }
 
-func TestAPIRunStorePurge(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "runs")
-	now := time.Now()
-	clock := now
-	s := runStore{dir: dir, now: func() time.Time { return clock }, log: zerolog.Nop()}
-	s.save("abc123", "true", []string{"h"}, nil)
-	os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644)
-	os.WriteFile(filepath.Join(dir, "ABC.json"), nil, 0o644)
-
-	rec, err := s.load("abc123")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := rec.MarshalJSON()
-	want := `{"reqid":"abc123","script":"true","hosts":["h"],"results":null,"completed":` + itoa(int(now.Unix())) + `}`
-	if diff := cmp.Diff(want, string(got)); diff != "" {
-		t.Errorf("record (-want +got):\n%s", diff)
-	}
-
-	clock = now.Add(23 * time.Hour)
-	s.purge()
-	if _, err := s.load("abc123"); err != nil {
-		t.Fatalf("purged after 23 h: %v", err)
-	}
-	clock = now.Add(25 * time.Hour)
-	s.purge()
-	if _, err := s.load("abc123"); err != errNoResult {
-		t.Fatalf("after 25 h: %v, want errNoResult", err)
-	}
-	for _, keep := range []string{"notes.txt", "ABC.json"} {
-		if _, err := os.Stat(filepath.Join(dir, keep)); err != nil {
-			t.Errorf("purge removed %s", keep)
-		}
-	}
-}
 
 // fakeFleet stands in for the agents: it records calls and can hold them.
 type fakeFleet struct {
@@ -210,17 +174,19 @@ type fakeFleet struct {
 	entered chan struct{}
 }
 
-func (f *fakeFleet) Run(ctx context.Context, req dispatch.RunRequest) ([]dispatch.RunResult, error) {
-	return nil, nil
+func (f *fakeFleet) Run(ctx context.Context, req dispatch.RunRequest, opt ops.Options) (ops.Run, error) {
+	return ops.Run{}, nil
 }
 
-func (f *fakeFleet) Ping(ctx context.Context, hosts []string) ([]dispatch.PingResult, error) {
+func (f *fakeFleet) Ping(ctx context.Context, hosts []string, opt ops.Options) (ops.Ping, error) {
 	if f.gate != nil {
 		f.entered <- struct{}{}
 		<-f.gate
 	}
-	return nil, nil
+	return ops.Ping{}, nil
 }
+
+func (f *fakeFleet) StoreTags(string, dispatch.CapResult) error { return nil }
 
 func (f *fakeFleet) Capabilities(ctx context.Context, hosts []string) ([]dispatch.CapResult, error) {
 	f.mu.Lock()

@@ -25,6 +25,7 @@ type requestBody struct {
 	isObject bool
 	username string
 	token    string
+	accept   string // the Accept header (streaming, fleetops.go)
 }
 
 // parseBody reads the body as a JSON object, if it is one, and settles the

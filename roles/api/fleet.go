@@ -9,6 +9,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	ops "github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/renewal"
@@ -18,18 +19,23 @@ import (
 // the registry (§7.5). The server holds it as an interface so its unit tests
 // can count calls without agents.
 type fleet interface {
-	Run(ctx context.Context, req dispatch.RunRequest) ([]dispatch.RunResult, error)
-	Ping(ctx context.Context, hosts []string) ([]dispatch.PingResult, error)
+	// Run and Ping go through pkg/fleet: status, guardrails, streaming, audit.
+	Run(ctx context.Context, req dispatch.RunRequest, opt ops.Options) (ops.Run, error)
+	Ping(ctx context.Context, hosts []string, opt ops.Options) (ops.Ping, error)
 	Capabilities(ctx context.Context, hosts []string) ([]dispatch.CapResult, error)
 	// Registered lists the paired agents, sorted by hostname, each with the
-	// address to reach it by (registry.Address).
+	// address to reach it by (registry.Address) and its stored tags.
 	Registered() ([]agent, error)
+	// StoreTags keeps the tags a capabilities result reported in the
+	// hostname's registry record.
+	StoreTags(hostname string, r dispatch.CapResult) error
 }
 
 // agent is one registry entry as the API uses it.
 type agent struct {
 	Hostname string // the registry's name, shown in hook requests and the live spec
 	Address  string // host:port to contact
+	Tags     map[string]string // as the last discovery stored them (nil: none)
 }
 
 // liveFleet is the real fleet: the dispatch client built from ctrl-exec.conf
@@ -38,6 +44,19 @@ type liveFleet struct {
 	*dispatch.Client
 	registry *registry.Registry
 	log      zerolog.Logger
+	now      func() time.Time
+}
+
+func (f *liveFleet) Run(ctx context.Context, req dispatch.RunRequest, opt ops.Options) (ops.Run, error) {
+	return ops.RunScript(ctx, f.Client, req, opt)
+}
+
+func (f *liveFleet) Ping(ctx context.Context, hosts []string, opt ops.Options) (ops.Ping, error) {
+	return ops.PingHosts(ctx, f.Client, hosts, opt)
+}
+
+func (f *liveFleet) StoreTags(hostname string, r dispatch.CapResult) error {
+	return ops.StoreTags(f.registry, hostname, r, f.now())
 }
 
 func newFleet(cfg *config.Control, p paths.Paths, log zerolog.Logger, now func() time.Time) *liveFleet {
@@ -47,7 +66,7 @@ func newFleet(cfg *config.Control, p paths.Paths, log zerolog.Logger, now func()
 	// after each /ping batch, before it is answered (§15.1, D-23): the
 	// same hook as the CLI's ping.
 	renewal.Attach(c, cfg, log, now)
-	return &liveFleet{Client: c, registry: registry.New(p.AgentsDir()), log: log}
+	return &liveFleet{Client: c, registry: registry.New(p.AgentsDir()), log: log, now: now}
 }
 
 // addressLookups bounds the name lookups registry.Address makes at once.
@@ -66,6 +85,7 @@ func (f *liveFleet) Registered() ([]agent, error) {
 	sem := make(chan struct{}, addressLookups)
 	for i, rec := range recs {
 		agents[i].Hostname = rec.Hostname()
+		agents[i].Tags = ops.RecordTags(rec)
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

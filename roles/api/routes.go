@@ -3,13 +3,14 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"regexp"
 	"strings"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/authhook"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -17,6 +18,7 @@ import (
 type response struct {
 	status int
 	body   []byte
+	stream func(w io.Writer) // set: an NDJSON body written as it happens (fleetops.go)
 }
 
 func jsonResponse(status int, v any) response {
@@ -70,6 +72,7 @@ func (s *Server) handle(ctx context.Context, req *wire.Request, peer string) res
 	s.log.Info().Str("METHOD", method).Str("PATH", path).Str("PEER", peer).Int64("LEN", req.ContentLength).Msg("api-request")
 
 	body := parseBody(req.Body, req.Header["authorization"])
+	body.accept = req.Header["accept"]
 	if d := s.authorise(ctx, authhook.Request{Action: authhook.ActionAPI, Token: body.token, SourceIP: peer}); !d.OK {
 		return denied(d)
 	}
@@ -122,9 +125,17 @@ func (s *Server) ping(ctx context.Context, b requestBody, peer string) response 
 	if bad := b.requireObject(); bad != "" {
 		return badRequest(bad)
 	}
-	hosts, bad := b.hosts(true)
+	f, bad := b.fleetFields()
 	if bad != "" {
 		return badRequest(bad)
+	}
+	hosts, bad := b.hosts(!f.anyTags)
+	if bad != "" {
+		return badRequest(bad)
+	}
+	hosts, r, ok := s.withTagged(hosts, f.tags)
+	if !ok {
+		return r
 	}
 	if d := s.authorise(ctx, authhook.Request{Action: authhook.ActionPing, Hosts: hosts,
 		Username: b.username, Token: b.token, SourceIP: peer}); !d.OK {
@@ -134,60 +145,36 @@ func (s *Server) ping(ctx context.Context, b requestBody, peer string) response 
 	if !ok {
 		return busy(cap(s.slots))
 	}
-	defer release()
-	results, err := s.fleet.Ping(ctx, hosts)
-	if err != nil {
-		return engineFailure(err)
-	}
-	return jsonResponse(200, map[string]any{"ok": true, "results": results})
+	return s.pingFleet(ctx, hosts, f, release)
 }
 
 func (s *Server) run(ctx context.Context, b requestBody, peer string) response {
 	if bad := b.requireObject(); bad != "" {
 		return badRequest(bad)
 	}
-	hosts, bad := b.hosts(true)
+	f, bad := b.fleetFields()
 	if bad != "" {
 		return badRequest(bad)
 	}
-	script, bad := b.script()
-	if bad != "" {
-		return badRequest(bad)
+	hosts, script, args, r, ok := s.runTargets(b, f)
+	if !ok {
+		return r
 	}
-	args, bad := b.args()
-	if bad != "" {
-		return badRequest(bad)
+	d := s.authorise(ctx, authhook.Request{Action: authhook.ActionRun, Script: script, Hosts: hosts,
+		Args: args, Username: b.username, Token: b.token, SourceIP: peer})
+	if f.dryRun {
+		conflicts, err := locks.CheckAvailable(s.paths.LocksDir(), hosts, script)
+		if err != nil {
+			return errorResponse(500, "server error", err.Error())
+		}
+		return dryRunResponse(hosts, script, args, d, conflicts)
 	}
-	if d := s.authorise(ctx, authhook.Request{Action: authhook.ActionRun, Script: script, Hosts: hosts,
-		Args: args, Username: b.username, Token: b.token, SourceIP: peer}); !d.OK {
+	if !d.OK {
 		return denied(d)
 	}
-
 	// Check, then take and hold the locks for the whole dispatch (D-27).
-	held, conflicts, err := locks.CheckAndAcquire(s.paths.LocksDir(), hosts, script, s.log)
-	if err != nil {
-		return errorResponse(500, "server error", err.Error())
-	}
-	if len(conflicts) > 0 {
-		return lockedResponse(conflicts)
-	}
-	defer held.Release()
-
-	release, ok := s.acquireSlot(ctx)
-	if !ok {
-		return busy(cap(s.slots))
-	}
-	defer release()
-
-	reqid := pki.NewReqID()
-	results, err := s.fleet.Run(ctx, dispatch.RunRequest{Hosts: hosts, Script: script, Args: args,
-		Username: b.username, Token: b.token, ReqID: reqid})
-	if err != nil {
-		return engineFailure(err)
-	}
-	held.Release()
-	s.store.save(reqid, script, hosts, results)
-	return jsonResponse(200, map[string]any{"ok": true, "reqid": reqid, "results": results})
+	return s.lockAndRun(ctx, dispatch.RunRequest{Hosts: hosts, Script: script, Args: args,
+		Username: b.username, Token: b.token}, f, f.rerun)
 }
 
 func lockedResponse(conflicts []string) response {
@@ -211,7 +198,8 @@ func (s *Server) discovery(ctx context.Context, b requestBody, peer string) resp
 		return badRequest(bad)
 	}
 	var targets []string
-	if len(hosts) > 0 {
+	fromRegistry := len(hosts) == 0
+	if !fromRegistry {
 		targets = hosts
 	} else {
 		agents, err := s.fleet.Registered()
@@ -238,6 +226,13 @@ func (s *Server) discovery(ctx context.Context, b requestBody, peer string) resp
 	results, err := capabilities(ctx, s.fleet, targets)
 	if err != nil {
 		return engineFailure(err)
+	}
+	if fromRegistry { // keep the reported tags for targeting by tag
+		for i, r := range results {
+			if err := s.fleet.StoreTags(hosts[i], r); err != nil {
+				s.log.Warn().Str("AGENT", hosts[i]).Str("ERROR", err.Error()).Msg("registry-tags-fail")
+			}
+		}
 	}
 	// Keyed by each result's host: the agent's own name on success, the
 	// target without its port on failure; a later duplicate wins (§14.4).
@@ -267,12 +262,12 @@ func capabilities(ctx context.Context, f fleet, targets []string) ([]dispatch.Ca
 }
 
 func (s *Server) status(reqid string) response {
-	s.store.purge()
-	rec, err := s.store.load(reqid)
+	s.store.Purge()
+	rec, err := s.store.Load(reqid)
 	switch {
-	case errors.Is(err, errNoResult):
+	case errors.Is(err, runstore.ErrNoResult):
 		return errorResponse(404, "not found", "no result for reqid "+reqid)
-	case errors.Is(err, errCorrupt):
+	case errors.Is(err, runstore.ErrCorrupt):
 		return errorResponse(500, "server error", "corrupt result record")
 	case err != nil:
 		return errorResponse(500, "server error", "cannot read result: "+err.Error())

@@ -14,6 +14,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/netserve"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -64,7 +65,7 @@ func newServer(d serverDeps) *Server {
 	}
 	return &Server{
 		serverDeps: d,
-		store:      runStore{dir: d.paths.RunsDir(), now: d.now, log: d.log},
+		store:      runStore{Store: runstore.Store{Dir: d.paths.RunsDir(), Now: d.now}, log: d.log},
 		slots:      make(chan struct{}, n),
 		hookSlots:  make(chan struct{}, n),
 		connSlots:  make(chan struct{}, connsPerSlot*n),
@@ -157,7 +158,11 @@ func (s *Server) handleConn(ctx context.Context, raw net.Conn) {
 	if err != nil {
 		return
 	}
-	s.respond(req.conn, s.handle(ctx, req.Request, peer))
+	if r := s.handle(ctx, req.Request, peer); r.stream != nil {
+		writeStream(req.conn, r)
+	} else {
+		s.respond(req.conn, r)
+	}
 }
 
 // readRequest performs the TLS handshake, if any, and reads the request.

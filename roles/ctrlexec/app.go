@@ -27,6 +27,14 @@ var options = cliargs.Spec{
 		{Name: "username", TakesArg: true},
 		{Name: "token", TakesArg: true},
 		{Name: "force"},
+		// Fleet options (none of them upstream's; see fleetops.go).
+		{Name: "tag", TakesArg: true},
+		{Name: "ndjson"},
+		{Name: "max-concurrency", TakesArg: true},
+		{Name: "max-errors", TakesArg: true},
+		{Name: "dry-run"},
+		{Name: "save"},
+		{Name: "only", TakesArg: true},
 	},
 }
 
@@ -63,7 +71,9 @@ func newApp(e *env) *cli.App {
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,
-		Flags:           globalFlags(e),
+		// --tag values are whole key=value globs: never split at commas.
+		DisableSliceFlagSeparator: true,
+		Flags:                     append(globalFlags(e), fleetFlagDefs()...),
 		Commands: []*cli.Command{
 			runCommand(e),
 			pingCommand(e),
@@ -78,6 +88,8 @@ func newApp(e *env) *cli.App {
 			unpairCommand(e),
 			rotateCertCommand(e),
 			serialStatusCommand(e),
+			discoverCommand(e),
+			rerunCommand(e),
 		},
 	}
 	// urfave/cli would otherwise give every command an "h"/"help"
@@ -108,7 +120,10 @@ Modes:
   deny <reqid>              setup-ca                 setup-ctrl-exec
   list-agents               list-locks               unpair <hostname>
   rotate-cert               serial-status
+  discover [<host>...]      rerun <reqid>
 
 Options: --config <path> --json --port <n> --username <name> --token <token> --force
+Fleet:   --tag <key=glob> --ndjson --max-concurrency <n|n%> --max-errors <n|n%>
+         --dry-run --save --only <status,...>
 Run 'ctrl-exec <mode> --help' for details.
 `

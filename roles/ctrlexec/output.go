@@ -44,7 +44,10 @@ func writeResultsJSON[R any](w io.Writer, results []R) error {
 //	    ERROR: <error>
 //	<stdout>
 //	    STDERR: <stderr>
-func writeRunText(w io.Writer, results []dispatch.RunResult) error {
+//
+// With showStatus (a fleet option was given, or rerun) the header ends
+// "  status:<status>]"; without, the bytes are upstream's.
+func writeRunText(w io.Writer, results []dispatch.RunResult, showStatus bool) error {
 	var b bytes.Buffer
 	for _, r := range results {
 		host := "?"
@@ -59,7 +62,11 @@ func writeRunText(w io.Writer, results []dispatch.RunResult) error {
 		if exit == 0 {
 			status = "OK"
 		}
-		fmt.Fprintf(&b, "==> %s  [%s  exit:%d  %s  req:%s]\n", host, status, exit, r.Str("rtt"), r.Str("reqid"))
+		fmt.Fprintf(&b, "==> %s  [%s  exit:%d  %s  req:%s", host, status, exit, r.Str("rtt"), r.Str("reqid"))
+		if showStatus {
+			fmt.Fprintf(&b, "  status:%s", r.Str("status"))
+		}
+		b.WriteString("]\n")
 		if msg := r.Str("error"); msg != "" {
 			fmt.Fprintf(&b, "    ERROR: %s\n", msg)
 		}

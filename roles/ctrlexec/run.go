@@ -12,7 +12,6 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/renewal"
 )
 
 const (
@@ -75,7 +74,8 @@ Exit status: 0; 255 if the lock directory cannot be read.`,
 // splitRunArgs splits run's words (§3.3): script arguments after the first
 // "--", then of the words before it the last is the script and the rest are
 // hosts.
-func splitRunArgs(words []string) (hosts []string, script string, args []string, err error) {
+// minWords is 2 (a host and the script), or 1 when --tag names the hosts.
+func splitRunArgs(words []string, minWords int) (hosts []string, script string, args []string, err error) {
 	before := words
 	args = []string{}
 	for i, w := range words {
@@ -84,7 +84,7 @@ func splitRunArgs(words []string) (hosts []string, script string, args []string,
 			break
 		}
 	}
-	if len(before) < 2 {
+	if len(before) < minWords || len(before) == 0 {
 		return nil, "", nil, errors.New("Need at least one host and a script name")
 	}
 	return before[:len(before)-1], before[len(before)-1], args, nil
@@ -138,11 +138,19 @@ func (s *fanoutSetup) client(e *env, c *cli.Context, total int) (*dispatch.Clien
 }
 
 func runScript(e *env, c *cli.Context) error {
+	f, err := parseFleetFlags(c)
+	if err != nil {
+		return cliapp.Fatalf("%v", err)
+	}
 	words := c.Args().Slice()
-	if len(words) < 2 {
+	minWords := 2
+	if len(f.tags) > 0 {
+		minWords = 1 // --tag names the hosts: the words may be just the script
+	}
+	if len(words) < minWords {
 		return cliapp.Fatalf("%s", runUsage)
 	}
-	hosts, script, args, err := splitRunArgs(words)
+	hosts, script, args, err := splitRunArgs(words, minWords)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
@@ -150,85 +158,43 @@ func runScript(e *env, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Context
-	d := s.authorise(ctx, e, authhook.Request{Action: authhook.ActionRun, Script: script, Hosts: hosts, Args: args})
-	if !d.OK {
-		return denied(e, s.json, d)
+	if hosts, err = resolveTargets(e, hosts, f.tags); err != nil {
+		return cliapp.Exit(1, err.Error())
 	}
-	if len(hosts) > dispatch.MaxHosts {
-		return cliapp.Fatalf("%v", dispatch.ErrTooManyHosts)
-	}
-
-	// D-27: check, then take the locks and hold them for the whole dispatch.
-	lockDir := e.paths.LocksDir()
-	conflicts, err := locks.CheckAvailable(lockDir, hosts, script)
-	if err != nil {
-		return cliapp.Fatalf("%v", err)
-	}
-	var held *locks.Held
-	if len(conflicts) == 0 {
-		if held, conflicts, err = locks.Acquire(lockDir, hosts, script, e.log); err != nil {
-			return cliapp.Fatalf("%v", err)
-		}
-	}
-	if len(conflicts) > 0 {
-		return locked(e, s.json, conflicts)
-	}
-	defer held.Release()
-
-	client, prog := s.client(e, c, len(hosts))
-	results, err := client.Run(ctx, dispatch.RunRequest{
-		Hosts: hosts, Script: script, Args: args, Username: s.username, Token: s.token,
-	})
-	prog.clear()
-	held.Release()
-	if err != nil {
-		return cliapp.Fatalf("%v", err)
-	}
-
-	if s.json {
-		err = writeResultsJSON(e.stdout, results)
-	} else {
-		err = writeRunText(e.stdout, results)
-	}
-	if err != nil {
-		return cliapp.Fatalf("write results: %v", err)
-	}
-	for _, r := range results {
-		if r.Failed() {
-			return cliapp.Exit(1, "")
-		}
-	}
-	return nil
+	return runOn(e, c, s, f, runPlan{hosts: hosts, script: script, args: args})
 }
 
 func pingHosts(e *env, c *cli.Context) error {
+	f, err := parseFleetFlags(c)
+	if err != nil {
+		return cliapp.Fatalf("%v", err)
+	}
 	hosts := c.Args().Slice()
-	if len(hosts) == 0 {
+	if len(hosts) == 0 && len(f.tags) == 0 {
 		return cliapp.Fatalf("%s", pingUsage)
 	}
 	s, err := loadFanoutSetup(e, c)
 	if err != nil {
 		return err
 	}
+	if hosts, err = resolveTargets(e, hosts, f.tags); err != nil {
+		return cliapp.Exit(1, err.Error())
+	}
 	ctx := c.Context
 	d := s.authorise(ctx, e, authhook.Request{Action: authhook.ActionPing, Hosts: hosts})
 	if !d.OK {
-		return denied(e, s.json, d)
+		return denied(e, s.json || f.ndjson, d)
 	}
-	client, prog := s.client(e, c, len(hosts))
-	// Registered agents past half their certificate's life are renewed
-	// before Ping returns (§15.1, D-23); the ping result is unaffected.
-	renewal.Attach(client, s.conf, e.log, e.now)
-	results, err := client.Ping(ctx, hosts)
-	prog.clear()
+	results, err := pingOn(ctx, e, c, s, f, hosts)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
 
-	if s.json {
+	switch {
+	case f.ndjson:
+	case s.json:
 		err = writeResultsJSON(e.stdout, results)
-	} else {
+	default:
 		err = writePingTable(e.stdout, results)
 	}
 	if err != nil {

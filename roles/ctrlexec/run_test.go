@@ -33,7 +33,7 @@ func TestSplitRunArgs(t *testing.T) {
 		{words: nil, err: "Need at least one host and a script name"},
 	}
 	for _, tt := range tests {
-		hosts, script, args, err := splitRunArgs(tt.words)
+		hosts, script, args, err := splitRunArgs(tt.words, 2)
 		if tt.err != "" {
 			if err == nil || err.Error() != tt.err {
 				t.Errorf("splitRunArgs(%q) error %v, want %q", tt.words, err, tt.err)
@@ -119,7 +119,7 @@ func TestWriteRunText(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b bytes.Buffer
-			if err := writeRunText(&b, []dispatch.RunResult{runResult(t, tt.in)}); err != nil {
+			if err := writeRunText(&b, []dispatch.RunResult{runResult(t, tt.in)}, false); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tt.want, b.String()); diff != "" {
