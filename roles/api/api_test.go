@@ -164,7 +164,6 @@ func TestAPILiveEnums(t *testing.T) {
 	})
 }
 
-
 // fakeFleet stands in for the agents: it records calls and can hold them.
 type fakeFleet struct {
 	mu      sync.Mutex

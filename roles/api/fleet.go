@@ -33,8 +33,8 @@ type fleet interface {
 
 // agent is one registry entry as the API uses it.
 type agent struct {
-	Hostname string // the registry's name, shown in hook requests and the live spec
-	Address  string // host:port to contact
+	Hostname string            // the registry's name, shown in hook requests and the live spec
+	Address  string            // host:port to contact
 	Tags     map[string]string // as the last discovery stored them (nil: none)
 }
 
