@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +51,13 @@ type Agent struct {
 	SerialPath     string // dispatcher_serial_path: the stored ctrl-exec serial
 	StdinTimeout   int    // seconds
 
+	LogFormat string // Go-only: "json" for JSON log events (pkg/logx); "" = ACTION= lines
+
+	// ScriptTimeouts are the [timeouts] section (Go-only; Perl agents
+	// ignore unknown sections): script name → seconds after which the
+	// script's process group is killed. A script not listed has no limit.
+	ScriptTimeouts map[string]int
+
 	Tags map[string]string // the [tags] section, never nil
 	Raw  map[string]string // every top-level key read, value as written
 }
@@ -70,6 +78,7 @@ func LoadAgent(path string, p paths.Paths) (*Agent, []Warning, error) {
 	}
 	s := newStore(path)
 	section := ""
+	timeouts := map[string]timeoutEntry{}
 	for i, line := range lines {
 		if blankOrComment(line) {
 			continue
@@ -87,6 +96,8 @@ func LoadAgent(path string, p paths.Paths) (*Agent, []Warning, error) {
 			err = s.set(m[1], m[2], i+1)
 		case "tags":
 			err = s.tag(m[1], m[2])
+		case "timeouts":
+			timeouts[m[1]] = timeoutEntry{value: m[2], line: i + 1}
 		default:
 			// keys of any other section are ignored, as upstream
 		}
@@ -94,7 +105,43 @@ func LoadAgent(path string, p paths.Paths) (*Agent, []Warning, error) {
 			return nil, nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
 		}
 	}
-	return agentFrom(path, p, s)
+	a, warns, err := agentFrom(path, p, s)
+	if err != nil {
+		return a, warns, err
+	}
+	a.ScriptTimeouts, warns = scriptTimeouts(path, timeouts, warns)
+	return a, warns, nil
+}
+
+type timeoutEntry struct {
+	value string
+	line  int
+}
+
+// scriptTimeouts reads [timeouts]: `name = seconds`, a whole number above
+// 0; anything else is warned about and ignored (the script then has no
+// limit, as upstream).
+func scriptTimeouts(path string, entries map[string]timeoutEntry, warns []Warning) (map[string]int, []Warning) {
+	var out map[string]int
+	names := make([]string, 0, len(entries))
+	for name := range entries {
+		names = append(names, name)
+	}
+	sort.Strings(names) // warnings in a stable order
+	for _, name := range names {
+		e := entries[name]
+		n, ok := wholeNumber(e.value)
+		if !ok || n <= 0 || !ValidScriptName(name) {
+			warns = append(warns, Warning{Key: name, Msg: fmt.Sprintf(
+				"%s line %d: [timeouts] %s = %s is not a script name and a whole number of seconds above 0 - no timeout", path, e.line, name, e.value)})
+			continue
+		}
+		if out == nil {
+			out = map[string]int{}
+		}
+		out[name] = n
+	}
+	return out, warns
 }
 
 func agentFrom(path string, p paths.Paths, s *store) (*Agent, []Warning, error) {
@@ -126,6 +173,7 @@ func agentFrom(path string, p paths.Paths, s *store) (*Agent, []Warning, error) 
 		StdinTimeout:   s.number("stdin_timeout", DefaultStdinTimeout, "a whole number", nil, &warns),
 		Tags:           s.tags(),
 		Raw:            s.raw(),
+		LogFormat:      s.str("log_format", ""),
 	}
 
 	if v, ok := s.get("script_dirs"); ok {

@@ -89,6 +89,18 @@ func TestLoadAgent(t *testing.T) {
 			edit:    func(a *Agent) { a.Tags = map[string]string{"note": `"a" # b`} },
 		},
 		{
+			name:    "per-script [timeouts] and log_format (Go-only; Perl ignores the section)",
+			content: agentIdentity + "log_format = json\n[timeouts]\nbackup-db = 30\nslow = 0\nbad = 2s\n",
+			edit: func(a *Agent) {
+				a.LogFormat, a.Raw["log_format"] = "json", "json"
+				a.ScriptTimeouts = map[string]int{"backup-db": 30}
+			},
+			warns: []Warning{
+				{Key: "bad", Msg: "%s line 9: [timeouts] bad = 2s is not a script name and a whole number of seconds above 0 - no timeout"},
+				{Key: "slow", Msg: "%s line 8: [timeouts] slow = 0 is not a script name and a whole number of seconds above 0 - no timeout"},
+			},
+		},
+		{
 			name:    "paths and timeouts",
 			content: agentIdentity + "revoked_serials = /r\ndispatcher_serial_path = /s\nstdin_timeout = 3\n",
 			edit: func(a *Agent) {

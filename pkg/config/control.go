@@ -33,8 +33,9 @@ type Control struct {
 	CertCheckInterval int // seconds
 	PairingMaxQueue   int
 
-	APIMaxInflight  int  // Go-only: concurrent in-flight API runs
-	APIRotationLoop bool // Go-only: run the rotation check loop in the API (D-24)
+	APIMaxInflight  int    // Go-only: concurrent in-flight API runs
+	APIRotationLoop bool   // Go-only: run the rotation check loop in the API (D-24)
+	LogFormat       string // Go-only: "json" for JSON log events (pkg/logx); "" = ACTION= lines
 
 	Raw map[string]string // every key read, value as written
 }
@@ -119,6 +120,7 @@ func controlFrom(path string, p paths.Paths, s *store) (*Control, []Warning, err
 		RotationFile: s.str("rotation_file", p.RotationFile()),
 		RegistryDir:  s.str("registry_dir", p.AgentsDir()),
 		Raw:          s.raw(),
+		LogFormat:    s.str("log_format", ""),
 	}
 
 	c.APIAuthDefault = "deny"

@@ -33,6 +33,15 @@ const (
 // New returns the process logger for ident. Daemons fall back to stderr when
 // syslog is unreachable; one-shot commands then log nothing (D-28).
 func New(ident string, daemon bool) zerolog.Logger {
+	return NewFormat(ident, daemon, "")
+}
+
+// NewFormat is New with the event format: FormatJSON, or anything else for
+// ACTION= lines. $CTRL_EXEC_LOG_FORMAT, when set, wins over format (the
+// log_format of a config file).
+func NewFormat(ident string, daemon bool, format string) zerolog.Logger {
+	asJSON := useJSON(format)
+	newLogger := func(s sink) zerolog.Logger { return newFormatLogger(s, asJSON) }
 	sink := os.Getenv("CTRL_EXEC_LOG")
 	switch sink {
 	case "", "syslog":
@@ -60,8 +69,10 @@ func NewWriter(ident string, w io.Writer) zerolog.Logger {
 	return newLogger(&lineSink{w: w, prefix: fmt.Sprintf("%s[%d]: ", ident, os.Getpid())})
 }
 
-func newLogger(s sink) zerolog.Logger {
-	return zerolog.New(&eventWriter{sink: s}).Level(zerolog.InfoLevel)
+func newLogger(s sink) zerolog.Logger { return newFormatLogger(s, false) }
+
+func newFormatLogger(s sink, asJSON bool) zerolog.Logger {
+	return zerolog.New(&eventWriter{sink: s, json: asJSON}).Level(zerolog.InfoLevel)
 }
 
 type sink interface {
@@ -69,13 +80,19 @@ type sink interface {
 }
 
 // eventWriter receives zerolog's JSON events and renders them as §17 lines.
-type eventWriter struct{ sink sink }
+type eventWriter struct {
+	sink sink
+	json bool // pass zerolog's JSON object through (json.go)
+}
 
 func (e *eventWriter) Write(p []byte) (int, error) {
 	return e.WriteLevel(zerolog.InfoLevel, p)
 }
 
 func (e *eventWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
+	if e.json {
+		return jsonLine(e.sink, level, p)
+	}
 	line, err := Format(p)
 	if err != nil {
 		return 0, err

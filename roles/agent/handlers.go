@@ -144,7 +144,9 @@ func (s *Server) handleRun(ctx context.Context, c *call) reply {
 		Script: name, Args: rawArgs, Reqid: reqid, PeerIP: c.peer,
 		Username: username, Token: token, Timestamp: pki.ISOTime(s.now()),
 	})
-	res := spawn.Run(ctx, spawn.Cmd{
+	runCtx, limit, cancel := scriptDeadline(ctx, c.rt.cfg, nameText)
+	defer cancel()
+	res := spawn.Run(runCtx, spawn.Cmd{
 		Path:         path,
 		Args:         args,
 		Env:          os.Environ(),
@@ -153,6 +155,9 @@ func (s *Server) handleRun(ctx context.Context, c *call) reply {
 	})
 	if res.StdinTimedOut {
 		s.log.Warn().Int("BYTES", res.StdinUnwritten).Msg("stdin-timeout")
+	}
+	if timedOut(ctx, runCtx, res) {
+		return s.scriptTimedOut(c, name, nameText, reqid, reqidText, limit, res)
 	}
 	s.log.Info().Str("SCRIPT", nameText).Int("EXIT", res.Exit).Str("PEER", c.peer).Str("REQID", reqidText).Msg("run")
 	return okReply(runResult{

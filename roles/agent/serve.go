@@ -11,6 +11,8 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/spawn"
 )
@@ -46,6 +48,11 @@ func serve(ctx context.Context, e *env, configPath, allowlistPath string) error 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	// log_format is read before the server starts, so every event of this
+	// process has one format (NewServer reports a bad file itself).
+	if cfg, _, err := config.LoadAgent(configPath, e.paths); err == nil && cfg.LogFormat != "" {
+		e.log = logx.NewFormat(logx.IdentAgent, true, cfg.LogFormat)
+	}
 	hostname, err := paths.Hostname()
 	if err != nil {
 		return cliapp.Fatalf("Cannot determine hostname: %v", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -29,6 +30,9 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	cfg, warns, err := config.LoadControl(configPath, e.paths)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
+	}
+	if cfg.LogFormat != "" {
+		e.log = logx.NewFormat(logx.IdentAPI, true, cfg.LogFormat)
 	}
 	config.LogWarnings(e.log, warns)
 

@@ -12,6 +12,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 )
 
 const (
@@ -103,6 +104,9 @@ func loadFanoutSetup(e *env, c *cli.Context) (*fanoutSetup, error) {
 	conf, warns, err := config.LoadControl(c.String("config"), e.paths)
 	if err != nil {
 		return nil, cliapp.Fatalf("%v", err)
+	}
+	if conf.LogFormat != "" {
+		e.log = logx.NewFormat(logx.IdentDispatcher, false, conf.LogFormat)
 	}
 	for _, w := range warns {
 		ev := e.log.Warn()
