@@ -225,6 +225,22 @@ func (d *openAPIDoc) validate(schema any, v any, at string, errs *[]string) {
 					}
 				}
 			}
+		case k == "oneOf":
+			matched := 0
+			var why []string
+			for i, sub := range kw.([]any) {
+				var subErrs []string
+				d.validate(sub, v, at, &subErrs)
+				if len(subErrs) == 0 {
+					matched++
+				}
+				for _, e := range subErrs {
+					why = append(why, "oneOf["+strconv.Itoa(i)+"] "+e)
+				}
+			}
+			if matched != 1 {
+				fail("matches %d of the oneOf schemas, want exactly 1 (%s)", matched, strings.Join(why, "; "))
+			}
 		case k == "items":
 			if arr, ok := v.([]any); ok {
 				for i, el := range arr {

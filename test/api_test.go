@@ -62,7 +62,7 @@ func TestAPIEndpoints(t *testing.T) {
 		r := c.call("POST", "/run", `{"hosts":["`+a.target()+`"],"script":"echo","args":["a b","c"],"username":"alice"}`).want(t, 200, "")
 		reqid = r.JSON["reqid"].(string)
 		res := r.JSON["results"].([]any)[0].(map[string]any)
-		want := map[string]any{"host": "127.0.0.1", "script": "echo", "exit": 0.0, "stdout": "a b c\n", "stderr": "", "reqid": reqid}
+		want := map[string]any{"host": "127.0.0.1", "script": "echo", "exit": 0.0, "stdout": "a b c\n", "stderr": "", "reqid": reqid, "status": "ok"}
 		delete(res, "rtt")
 		if diff := cmp.Diff(want, res); diff != "" {
 			t.Errorf("run result (-want +got):\n%s", diff)

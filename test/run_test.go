@@ -83,7 +83,7 @@ func TestRunCLIWithFakeAgents(t *testing.T) {
 	}
 	wantJSON := []map[string]any{{
 		"script": "hello", "exit": float64(0), "stdout": "hello from agent-1 --json\n", "stderr": "",
-		"reqid": "R", "host": "127.0.0.1", "rtt": "Nms",
+		"reqid": "R", "host": "127.0.0.1", "rtt": "Nms", "status": "ok",
 	}}
 	if diff := cmp.Diff(wantJSON, got.Results); got.OK != 1 || diff != "" {
 		t.Errorf("ok=%d results (-want +got):\n%s", got.OK, diff)

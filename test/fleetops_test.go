@@ -1,0 +1,384 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+)
+
+// opsScripts are the fleet-operations test agents' allowlisted scripts.
+var opsScripts = map[string]string{
+	"true":   "/bin/true",
+	"fail":   "#!/bin/sh\necho oops >&2\nexit 3\n",
+	"whoami": "#!/bin/sh\necho \"$CTRL_EXEC_HOSTNAME\"\n",
+	// holdif: on the agent named $1, wait until the file $2 exists (at most 30 s).
+	"holdif": "#!/bin/sh\nif [ \"$CTRL_EXEC_HOSTNAME\" = \"$1\" ]; then i=0; while [ ! -e \"$2\" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; fi\necho \"$CTRL_EXEC_HOSTNAME\"\n",
+	// inflight: mark start and end in the shared file $1, working 0.3 s between.
+	"inflight": "#!/bin/sh\necho + >> \"$1\"\nsleep 0.3\necho - >> \"$1\"\n",
+	"touch":    "#!/bin/sh\ntouch \"$1\"\n",
+	// spawner: a child in the script's process group, then wait (killed by [timeouts]).
+	"spawner": "#!/bin/sh\nsleep 30 &\necho $! > \"$1\"\nwait\n",
+	// flaky: fails on the agent named $1 until the file $2 exists.
+	"flaky": "#!/bin/sh\n[ -e \"$2\" ] && exit 0\n[ \"$CTRL_EXEC_HOSTNAME\" = \"$1\" ] && exit 3\nexit 0\n",
+}
+
+// opsAgentConf is what differs between the test agents.
+type opsAgentConf struct {
+	tags     map[string]string
+	denyHook bool // an agent auth_hook that refuses every run
+}
+
+// startOpsAgent runs a real agent with opsScripts, [timeouts] spawner = 1
+// and the given tags.
+func startOpsAgent(t *testing.T, p *fleetPKI, name string, oc opsAgentConf) *realAgent {
+	t.Helper()
+	dir := t.TempDir()
+	r := &Root{t: t, Dir: dir, LogFile: filepath.Join(dir, "log"), Hostname: name}
+	ids := p.installAgentIdentity(t, dir, name)
+	var allow strings.Builder
+	for script, body := range opsScripts {
+		path := body
+		if strings.HasPrefix(body, "#!") {
+			path = writeFile(t, dir, "/opt/ctrl-exec-scripts/"+script, body, 0o755)
+		}
+		fmt.Fprintf(&allow, "%s = %s\n", script, path)
+	}
+	writeFile(t, dir, "/etc/ctrl-exec-agent/scripts.conf", allow.String(), 0o640)
+	port := FreePort(t)
+	lines := []string{
+		"port = " + itoa(port), "cert = " + ids.cert, "key = " + ids.key, "ca = " + ids.ca,
+		"dispatcher_serial_path = " + filepath.Join(dir, "/etc/ctrl-exec-agent/ctrl-exec-serial"),
+		"revoked_serials = " + filepath.Join(dir, "/etc/ctrl-exec-agent/revoked-serials"),
+		"rate_limit_disable = yes",
+	}
+	if oc.denyHook {
+		lines = append(lines, "auth_hook = "+writeFile(t, dir, "/etc/ctrl-exec-agent/hook", "#!/bin/sh\nexit 1\n", 0o755))
+	}
+	lines = append(lines, "[timeouts]", "spawner = 1", "[tags]")
+	for k, v := range oc.tags {
+		lines = append(lines, k+" = "+v)
+	}
+	conf := writeFile(t, dir, "/etc/ctrl-exec-agent/agent.conf", strings.Join(lines, "\n")+"\n", 0o640)
+	a := &realAgent{root: r, name: name, port: port}
+	a.proc = r.Start("ctrl-exec-agent", "serve", "--config", conf,
+		"--allowlist", filepath.Join(dir, "/etc/ctrl-exec-agent/scripts.conf"))
+	if err := a.waitReady(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// registerAgent writes the control host's registry record for a.
+func registerAgent(t *testing.T, r *Root, a *realAgent) {
+	t.Helper()
+	rec, _ := json.Marshal(map[string]string{"hostname": a.name, "ip": "127.0.0.1", "port": itoa(a.port),
+		"paired": "2026-01-01T00:00:00Z", "serial_status": "current"})
+	r.WriteFile("/var/lib/ctrl-exec/agents/"+a.name+".json", string(rec), 0o644)
+}
+
+// runResults parses run --json output.
+type runOutput struct {
+	OK      int              `json:"ok"`
+	Results []map[string]any `json:"results"`
+}
+
+func parseRun(t *testing.T, res Result) runOutput {
+	t.Helper()
+	var out runOutput
+	if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
+		t.Fatalf("not run --json output (exit %d): %v\nstdout: %s\nstderr: %s", res.Code, err, res.Stdout, res.Stderr)
+	}
+	return out
+}
+
+// field lists one field of every result, in order.
+func field(results []map[string]any, key string) []string {
+	var out []string
+	for _, r := range results {
+		out = append(out, strings.TrimSpace(fmt.Sprint(r[key])))
+	}
+	return out
+}
+
+func ranScript(a *realAgent, script string) bool { return a.root.HasLog("ACTION=run", "SCRIPT="+script) }
+
+// Targeting by tag: AND across --tag, globs, a union with explicit hosts,
+// and a selection that matches nothing (exit 1, nothing run). Tags come
+// from `discover`, which stores them in the registry.
+func TestFleetTagTargeting(t *testing.T) {
+	r, p := newCLIControl(t)
+	web := startOpsAgent(t, p, "web-1", opsAgentConf{tags: map[string]string{"role": "web", "env": "prod"}})
+	dbp := startOpsAgent(t, p, "db-1", opsAgentConf{tags: map[string]string{"role": "db-primary", "env": "prod"}})
+	dbr := startOpsAgent(t, p, "db-2", opsAgentConf{tags: map[string]string{"role": "db-replica", "env": "test"}})
+	for _, a := range []*realAgent{web, dbp, dbr} {
+		registerAgent(t, r, a)
+	}
+
+	disc := r.MustRun("ctrl-exec", "discover", "--json")
+	var listed struct {
+		Agents []map[string]any `json:"agents"`
+	}
+	if err := json.Unmarshal([]byte(disc.Stdout), &listed); err != nil || len(listed.Agents) != 3 {
+		t.Fatalf("discover --json: %v\n%s", err, disc.Stdout)
+	}
+	var rec map[string]any
+	json.Unmarshal([]byte(r.ReadFile("/var/lib/ctrl-exec/agents/db-2.json")), &rec)
+	if diff := cmp.Diff(map[string]any{"role": "db-replica", "env": "test"}, rec["tags"]); diff != "" {
+		t.Fatalf("registry tags of db-2 (-want +got):\n%s", diff)
+	}
+	if rec["serial_status"] != "current" {
+		t.Errorf("discover lost other registry fields: %v", rec)
+	}
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		want []string // whoami output, in order
+	}{
+		{"AND of two tags, one a glob", []string{"--tag", "role=db*", "--tag", "env=prod"}, []string{"db-1"}},
+		{"glob alone", []string{"--tag", "role=db*"}, []string{"db-1", "db-2"}},
+		{"union with an explicit host", []string{web.target(), "--tag=env=test"}, []string{"web-1", "db-2"}},
+		{"explicit host also tagged: once", []string{web.target(), "--tag", "role=web"}, []string{"web-1"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := r.Run("ctrl-exec", append(append([]string{"run", "--json"}, tt.args...), "whoami")...)
+			out := parseRun(t, res)
+			if diff := cmp.Diff(tt.want, field(out.Results, "stdout")); diff != "" || res.Code != 0 {
+				t.Errorf("exit %d, hosts (-want +got):\n%s", res.Code, diff)
+			}
+		})
+	}
+
+	res := r.Run("ctrl-exec", "run", "--tag", "role=nope", "--tag", "env=prod", "touch", "--", filepath.Join(r.Dir, "ran"))
+	if res.Code != 1 || res.Stdout != "" || !strings.Contains(res.Stderr, "no registered agent matches tag role=nope") {
+		t.Errorf("no match: exit %d stdout %q stderr %q", res.Code, res.Stdout, res.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir, "ran")); err == nil {
+		t.Error("a selection that matched nothing ran the script")
+	}
+	if res := r.Run("ctrl-exec", "ping", "--tag", "env=prod", "--json"); res.Code != 0 || strings.Count(res.Stdout, `"status":"ok"`) != 2 {
+		t.Errorf("ping --tag env=prod: exit %d\n%s", res.Code, res.Stdout)
+	}
+}
+
+// --ndjson writes each host's line as it finishes: the two fast hosts'
+// lines are read while the third host is still held (it cannot finish
+// until the test creates the release file), then the slow line and the
+// summary follow.
+func TestFleetNDJSONStreamsAsHostsFinish(t *testing.T) {
+	r, p := newCLIControl(t)
+	slow := startOpsAgent(t, p, "slow", opsAgentConf{})
+	fast1 := startOpsAgent(t, p, "fast-1", opsAgentConf{})
+	fast2 := startOpsAgent(t, p, "fast-2", opsAgentConf{})
+	release := filepath.Join(t.TempDir(), "release")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := r.Command(ctx, "ctrl-exec", "run", "--ndjson", slow.target(), fast1.target(), fast2.target(),
+		"holdif", "--", "slow", release)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	next := func() map[string]any {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("stream ended early: %v", lines.Err())
+		}
+		var m map[string]any
+		if err := json.Unmarshal(lines.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", lines.Text(), err)
+		}
+		return m
+	}
+	var early []string
+	for range 2 {
+		m := next()
+		early = append(early, fmt.Sprint(m["stdout"]))
+		if m["status"] != "ok" {
+			t.Errorf("fast line: %v", m)
+		}
+	}
+	sort.Strings(early)
+	if diff := cmp.Diff([]string{"fast-1\n", "fast-2\n"}, early); diff != "" {
+		t.Fatalf("lines before the slow host was released (-want +got):\n%s", diff)
+	}
+	if ranScript(slow, "holdif") {
+		t.Fatal("the slow host finished before it was released")
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	last := next()
+	if last["stdout"] != "slow\n" {
+		t.Errorf("third line: %v", last)
+	}
+	sum := next()
+	want := map[string]any{"summary": map[string]any{"ok": 3.0, "failed": 0.0, "timeout": 0.0, "unreachable": 0.0,
+		"refused": 0.0, "denied": 0.0, "locked": 0.0, "skipped": 0.0, "total": 3.0, "reqid": last["reqid"]}}
+	if diff := cmp.Diff(want, sum); diff != "" {
+		t.Errorf("summary (-want +got):\n%s", diff)
+	}
+	if lines.Scan() {
+		t.Errorf("more after the summary: %q", lines.Text())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+}
+
+// --max-errors 1 at --max-concurrency 1: the first two failures are
+// tolerated up to "more than 1", the hosts after them are skipped and never
+// contacted. --max-concurrency 2: the agents never see more than two runs
+// at once.
+func TestFleetGuardrails(t *testing.T) {
+	r, p := newCLIControl(t)
+	var agents []*realAgent
+	var hosts []string
+	for i := range 4 {
+		a := startOpsAgent(t, p, "agent-"+itoa(i+1), opsAgentConf{})
+		agents = append(agents, a)
+		hosts = append(hosts, a.target())
+	}
+
+	res := r.Run("ctrl-exec", append(append([]string{"run", "--json", "--max-errors", "1", "--max-concurrency", "1"}, hosts...), "fail")...)
+	out := parseRun(t, res)
+	if diff := cmp.Diff([]string{"failed", "failed", "skipped", "skipped"}, field(out.Results, "status")); diff != "" || res.Code != 1 {
+		t.Fatalf("exit %d, statuses (-want +got):\n%s\n%s", res.Code, diff, res.Stdout)
+	}
+	if got := out.Results[2]["error"]; got != "skipped: error budget spent: 2 hosts failed, max-errors 1" {
+		t.Errorf("skipped error: %v", got)
+	}
+	for i, a := range agents {
+		if ran := ranScript(a, "fail"); ran != (i < 2) {
+			t.Errorf("%s ran fail: %v", a.name, ran)
+		}
+	}
+
+	marks := filepath.Join(t.TempDir(), "marks")
+	res = r.Run("ctrl-exec", append(append([]string{"run", "--max-concurrency", "2"}, hosts...), "inflight", "--", marks)...)
+	if res.Code != 0 {
+		t.Fatalf("inflight: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if !strings.Contains(res.Stdout, "  status:ok]") {
+		t.Errorf("text header without status despite a fleet option:\n%s", res.Stdout)
+	}
+	inFlight, most := 0, 0
+	for _, m := range strings.Fields(readFileString(marks)) {
+		if m == "+" {
+			inFlight++
+		} else {
+			inFlight--
+		}
+		most = max(most, inFlight)
+	}
+	if most > 2 || strings.Count(readFileString(marks), "+") != 4 {
+		t.Errorf("at most %d in flight (want ≤ 2); marks %q", most, readFileString(marks))
+	}
+}
+
+// --dry-run runs nothing: the script would have created a file. A held
+// host:script lock and an auth hook denial show as statuses, exit 1.
+func TestFleetDryRun(t *testing.T) {
+	hook := filepath.Join(t.TempDir(), "hook")
+	os.WriteFile(hook, []byte("#!/bin/sh\n[ \"$ENVEXEC_USERNAME\" = mallory ] && exit 3\nexit 0\n"), 0o755)
+	r, p := newCLIControl(t, "auth_hook = "+hook)
+	a := startOpsAgent(t, p, "agent-1", opsAgentConf{})
+	touched := filepath.Join(t.TempDir(), "touched")
+
+	res := r.Run("ctrl-exec", "run", "--dry-run", a.target(), "touch", "--", touched)
+	want := "dry run: would run touch with 1 args on 1 hosts; nothing was run\n==> " + a.target() + "  [ok]\n"
+	if diff := cmp.Diff(want, res.Stdout); diff != "" || res.Code != 0 {
+		t.Errorf("exit %d, text (-want +got):\n%s%s", res.Code, diff, res.Stderr)
+	}
+	res = r.Run("ctrl-exec", "run", "--dry-run", "--json", "--username", "mallory", a.target(), "touch", "--", touched)
+	if !strings.Contains(res.Stdout, `"status":"denied"`) || res.Code != 1 {
+		t.Errorf("denied dry run: exit %d\n%s", res.Code, res.Stdout)
+	}
+	unlock := holdLock(t, r, a.target(), "touch")
+	res = r.Run("ctrl-exec", "run", "--dry-run", "--json", a.target(), "touch", "--", touched)
+	unlock()
+	if !strings.Contains(res.Stdout, `"status":"locked"`) || res.Code != 1 {
+		t.Errorf("locked dry run: exit %d\n%s", res.Code, res.Stdout)
+	}
+	if _, err := os.Stat(touched); err == nil || ranScript(a, "touch") {
+		t.Error("--dry-run ran the script")
+	}
+}
+
+// holdLock takes the host:script lock as another ctrl-exec would (flock).
+func holdLock(t *testing.T, r *Root, host, script string) func() {
+	t.Helper()
+	safe := func(s string) string {
+		return strings.Map(func(c rune) rune {
+			if c == '.' || c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+				return c
+			}
+			return '_'
+		}, s)
+	}
+	path := r.Path("/var/lib/ctrl-exec/locks/" + safe(host) + "--" + safe(script) + ".lock")
+	os.MkdirAll(filepath.Dir(path), 0o770)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	return func() { f.Close() }
+}
+
+// A script past its agent.conf [timeouts] limit is killed with its whole
+// process group and reported as status timeout.
+func TestFleetScriptTimeout(t *testing.T) {
+	r, p := newCLIControl(t)
+	a := startOpsAgent(t, p, "agent-1", opsAgentConf{})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	out := parseRun(t, r.Run("ctrl-exec", "run", "--json", a.target(), "spawner", "--", pidFile))
+	if diff := cmp.Diff([]string{"timeout"}, field(out.Results, "status")); diff != "" {
+		t.Fatalf("status (-want +got):\n%s\n%v", diff, out.Results)
+	}
+	if got := out.Results[0]["error"]; got != "script timeout after 1s" {
+		t.Errorf("error %v", got)
+	}
+	a.root.WaitLog(5*time.Second, "ACTION=script-timeout", "SCRIPT=spawner", "TIMEOUT=1")
+	pid, err := strconv.Atoi(strings.TrimSpace(readFileString(pidFile)))
+	if err != nil {
+		t.Fatalf("pid file: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the script's child %d outlived the timeout", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive reports a process that exists and is not a zombie.
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
