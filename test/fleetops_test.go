@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -112,7 +113,9 @@ func field(results []map[string]any, key string) []string {
 	return out
 }
 
-func ranScript(a *realAgent, script string) bool { return a.root.HasLog("ACTION=run", "SCRIPT="+script) }
+func ranScript(a *realAgent, script string) bool {
+	return a.root.HasLog("ACTION=run", "SCRIPT="+script)
+}
 
 // Targeting by tag: AND across --tag, globs, a union with explicit hosts,
 // and a selection that matches nothing (exit 1, nothing run). Tags come
@@ -381,4 +384,156 @@ func alive(pid int) bool {
 	}
 	_, rest, _ := strings.Cut(string(stat), ") ")
 	return !strings.HasPrefix(rest, "Z")
+}
+
+// Every status is produced at least once, by the CLI (--json) and by the
+// API for the same situation, and they agree; the API answers match the
+// OpenAPI document. Reruns of a saved run take exactly the hosts with the
+// statuses asked for, from the CLI and from the API.
+func TestFleetStatusesCLIAndAPI(t *testing.T) {
+	apiPort := FreePort(t)
+	r, p := newCLIControl(t, "api_bind = 127.0.0.1", "api_port = "+itoa(apiPort), "api_auth_default = allow", "read_timeout = 20")
+	a := startOpsAgent(t, p, "agent-a", opsAgentConf{})
+	b := startOpsAgent(t, p, "agent-b", opsAgentConf{denyHook: true})
+	api := r.Start("ctrl-exec-api", "--config", r.Path("/etc/ctrl-exec/ctrl-exec.conf"))
+	api.WaitOutput(t, "listening on 127.0.0.1:"+itoa(apiPort), 20*time.Second)
+	c := &apiControl{t: t, root: r, port: apiPort, spec: loadAPISpec(t)}
+	closed := "127.0.0.1:" + closedLoopbackPort(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+
+	type call struct {
+		hosts  []string
+		script string
+		args   []string
+		opts   []string       // CLI options
+		body   map[string]any // extra API members
+	}
+	cases := []struct {
+		status string
+		call   call
+		want   []string
+	}{
+		{"ok", call{hosts: []string{a.target()}, script: "true"}, []string{"ok"}},
+		{"failed", call{hosts: []string{a.target()}, script: "fail"}, []string{"failed"}},
+		{"timeout", call{hosts: []string{a.target()}, script: "spawner", args: []string{pidFile}}, []string{"timeout"}},
+		{"unreachable", call{hosts: []string{closed}, script: "true"}, []string{"unreachable"}},
+		{"refused", call{hosts: []string{a.target()}, script: "nosuch"}, []string{"refused"}},
+		{"denied", call{hosts: []string{b.target()}, script: "true"}, []string{"denied"}},
+		{"skipped", call{hosts: []string{closed, a.target()}, script: "true",
+			opts: []string{"--max-errors", "0", "--max-concurrency", "1"},
+			body: map[string]any{"max_errors": 0, "max_concurrency": 1}}, []string{"unreachable", "skipped"}},
+		{"locked", call{hosts: []string{a.target()}, script: "true", opts: []string{"--dry-run"},
+			body: map[string]any{"dry_run": true}}, []string{"locked"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.status, func(t *testing.T) {
+			if tc.status == "locked" {
+				defer holdLock(t, r, a.target(), "true")()
+			}
+			args := append(append([]string{"run", "--json"}, tc.call.opts...), tc.call.hosts...)
+			args = append(append(args, tc.call.script, "--"), tc.call.args...)
+			cli := parseRun(t, r.Run("ctrl-exec", args...))
+			body := map[string]any{"hosts": tc.call.hosts, "script": tc.call.script, "args": append([]string{}, tc.call.args...)}
+			for k, v := range tc.call.body {
+				body[k] = v
+			}
+			reply := c.call("POST", "/run", apiJSON(body)).want(t, 200, "")
+			var fromAPI []string
+			for _, res := range reply.JSON["results"].([]any) {
+				fromAPI = append(fromAPI, res.(map[string]any)["status"].(string))
+			}
+			if diff := cmp.Diff(tc.want, field(cli.Results, "status")); diff != "" {
+				t.Errorf("CLI statuses (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, fromAPI); diff != "" {
+				t.Errorf("API statuses (-want +got):\n%s\n%s", diff, reply.Body)
+			}
+		})
+	}
+
+	// rerun: CLI --save, then rerun only the failed host, from the CLI and
+	// from the API (both read the same run store).
+	flag := filepath.Join(t.TempDir(), "fixed")
+	saved := parseRun(t, r.Run("ctrl-exec", "run", "--json", "--save", a.target(), b.target(), closed, "flaky", "--", "agent-a", flag))
+	if diff := cmp.Diff([]string{"failed", "denied", "unreachable"}, field(saved.Results, "status")); diff != "" {
+		t.Fatalf("saved run statuses (-want +got):\n%s", diff)
+	}
+	reqid := saved.Results[0]["reqid"].(string)
+	os.WriteFile(flag, nil, 0o644)
+	res := r.Run("ctrl-exec", "rerun", reqid, "--only", "failed", "--json")
+	again := parseRun(t, res)
+	if len(again.Results) != 1 || !ranScript(a, "flaky") {
+		t.Errorf("CLI rerun: %d hosts, want agent-a only", len(again.Results))
+	}
+	if diff := cmp.Diff([]string{"ok"}, field(again.Results, "status")); diff != "" || res.Code != 0 {
+		t.Errorf("CLI rerun: exit %d (-want +got):\n%s", res.Code, diff)
+	}
+	reply := c.call("POST", "/run", `{"rerun":"`+reqid+`","only":["unreachable","denied"]}`).want(t, 200, "")
+	var statuses []string
+	for _, x := range reply.JSON["results"].([]any) {
+		statuses = append(statuses, x.(map[string]any)["status"].(string))
+	}
+	if diff := cmp.Diff([]string{"denied", "unreachable"}, statuses); diff != "" {
+		t.Errorf("API rerun statuses (-want +got):\n%s", diff)
+	}
+	st := c.call("GET", "/status/"+reply.JSON["reqid"].(string), "").want(t, 200, "")
+	if st.JSON["rerun_of"] != reqid || cmp.Diff([]any{"agent-a", flag}, st.JSON["args"]) != "" {
+		t.Errorf("stored rerun: %s", st.Body)
+	}
+	c.call("POST", "/run", `{"rerun":"0123456789abcdef"}`).want(t, 404, "no result for reqid 0123456789abcdef")
+
+	// The API stream: lines as hosts finish, each a RunResult, then the summary.
+	resp, err := http.Post(c.url("/run"), "application/json", strings.NewReader(
+		`{"hosts":["`+a.target()+`","`+closed+`"],"script":"true","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	var got []string
+	scan := bufio.NewScanner(resp.Body)
+	for scan.Scan() {
+		ptr := "#/components/schemas/RunResult"
+		if strings.HasPrefix(scan.Text(), `{"summary"`) {
+			ptr = "#/components/schemas/StreamSummary"
+		}
+		if errs := c.spec.checkAgainst(ptr, scan.Bytes()); len(errs) > 0 {
+			t.Errorf("line %s: %v", scan.Text(), errs)
+		}
+		var m map[string]any
+		json.Unmarshal(scan.Bytes(), &m)
+		if s, ok := m["status"].(string); ok {
+			got = append(got, s)
+		}
+	}
+	sort.Strings(got)
+	if diff := cmp.Diff([]string{"ok", "unreachable"}, got); diff != "" {
+		t.Errorf("streamed statuses (-want +got):\n%s", diff)
+	}
+	audited := false
+	for _, l := range strings.Split(readFileString(r.LogFile), "\n") {
+		audited = audited || strings.HasPrefix(l, "ctrl-exec-api[") && containsAll(l, []string{"ACTION=audit", "STATUS=unreachable", "SCRIPT=true", "ARGS=0"})
+	}
+	if !audited {
+		t.Error("no API audit event for the streamed run")
+	}
+}
+
+// checkAgainst validates one JSON document against the schema at ptr.
+func (d *openAPIDoc) checkAgainst(ptr string, body []byte) []string {
+	var v any
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return []string{err.Error()}
+	}
+	schema, err := d.resolve(ptr)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var errs []string
+	d.validate(schema, v, "$", &errs)
+	return errs
 }
