@@ -21,8 +21,10 @@ var fleetSizes = []int{1, 50, 200}
 // all keys RSA-4096 as in production (made once per run; the agents share
 // one key, each has its own certificate):
 //
-//	run/agents=N    wall time of `ctrl-exec run <N hosts> true`
-//	ping/agents=N   wall time of `ctrl-exec ping <N hosts>`
+//	run/agents=N        wall time of `ctrl-exec run <N hosts> true`
+//	run-json/agents=N   the same with --json
+//	run-ndjson/agents=N the same with --ndjson (one line per host as it finishes)
+//	ping/agents=N       wall time of `ctrl-exec ping <N hosts>`
 //
 // Metrics: ms/op (wall time of one CLI process), ms/host, floor-ratio (wall
 // time over N × one handshake ÷ cores: 1.0 would mean the fan-out costs no
@@ -65,6 +67,9 @@ func BenchmarkFleet(b *testing.B) {
 				args []string
 			}{
 				{"run", append(append([]string{"run"}, hosts...), "true")},
+				// run-json against run-ndjson: what streaming costs (issue 10: at most 5 %).
+				{"run-json", append(append([]string{"run", "--json"}, hosts...), "true")},
+				{"run-ndjson", append(append([]string{"run", "--ndjson"}, hosts...), "true")},
 				{"ping", append([]string{"ping"}, hosts...)},
 			} {
 				b.Run(mode.name, func(b *testing.B) {

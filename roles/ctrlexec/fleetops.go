@@ -32,6 +32,43 @@ type fleetFlags struct {
 	anyOption bool // a fleet option was given: text headers then show the status
 }
 
+// fleetRunHelp and fleetPingHelp end run's and ping's --help.
+const (
+	fleetTagHelp = `
+
+--tag KEY=GLOB (repeatable; all must match) targets the registered agents
+whose stored tags match; hosts given as well are added, each once, and may be
+omitted. The tags are those each agent's /capabilities reported at the last
+'ctrl-exec discover' (or API /discovery): no round trip, so an agent whose
+[tags] changed since is selected by its old tags until the next discover.
+No match: an error naming the tags that matched nothing, exit 1, nothing run.
+
+--ndjson prints one JSON object per host as it finishes (completion order),
+then {"summary":{<count per status>,"total":N,"reqid":R}}.
+
+--max-concurrency N|N% (SSM MaxConcurrency): at most N hosts in flight; a
+percentage of the hosts is rounded up (at least 1). Hosts start in the order
+given. Default 256.
+
+--max-errors N|N% (SSM MaxErrors): once MORE THAN N hosts have finished with a
+status other than ok, hosts not started yet are not contacted and get status
+"skipped"; hosts already in flight finish. 0 stops after the first failure; a
+percentage of the hosts is rounded down. Only hosts waiting for a
+--max-concurrency slot can be skipped.`
+	fleetRunHelp = fleetTagHelp + `
+
+--dry-run resolves the targets, asks the auth hook, checks the locks and
+prints what would run where (status ok, locked or denied per host); nothing
+runs; exit 0 only if every host would run. --save keeps the run for
+'ctrl-exec rerun <reqid>'.
+
+Each result has "status": ok, failed, timeout, unreachable, refused, denied,
+locked or skipped (see ctrl-exec(1), RESULT STATUS). Text headers end with
+"  status:<status>]" when --tag, --max-concurrency, --max-errors or --save is
+given; otherwise the text is the original ctrl-exec's, byte for byte.`
+	fleetPingHelp = fleetTagHelp
+)
+
 // fleetFlagDefs are the global flags behind fleetFlags (see globalFlags).
 func fleetFlagDefs() []cli.Flag {
 	return []cli.Flag{

@@ -39,7 +39,7 @@ same script cannot run twice at once on one host from this control host.
 
 Exit status: 0 if every host ran the script and it exited 0; 1 if any host
 failed or exited non-zero, or on an auth denial or lock conflict; 255 on a
-usage or configuration error.`,
+usage or configuration error.` + fleetRunHelp,
 		Action: func(c *cli.Context) error { return runScript(e, c) },
 	}
 }
@@ -54,7 +54,7 @@ func pingCommand(e *env) *cli.Command {
 hosts were given. The auth hook is asked first (action "ping").
 
 Exit status: 0 if every host answered "ok"; 1 if any did not, or on an auth
-denial; 255 on a usage or configuration error.`,
+denial; 255 on a usage or configuration error.` + fleetPingHelp,
 		Action: func(c *cli.Context) error { return pingHosts(e, c) },
 	}
 }
