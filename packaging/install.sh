@@ -144,12 +144,19 @@ elif [ "$(id -u)" -ne 0 ]; then
 	die "run as root (sudo sh $PROG ...), or stage the files with --prefix DIR"
 fi
 
-# Where this script lives: packaging/ inside a source tree or release tarball.
+# Where this script lives: packaging/ in the source tree, or the top of a
+# release tarball (make dist puts a copy there, beside bin/ and packaging/).
 case $0 in
 */*) HERE=$(cd "$(dirname "$0")" && pwd) ;;
 *) HERE=$(pwd) ;;
 esac
-TOP=$(dirname "$HERE")
+if [ -d "$HERE/packaging/examples" ]; then
+	TOP=$HERE
+	PKG=$HERE/packaging
+else
+	TOP=$(dirname "$HERE")
+	PKG=$HERE
+fi
 [ -n "$BIN_SRC" ] || BIN_SRC=$TOP/bin/ctrl-exec
 
 # --- platform ------------------------------------------------------------------
@@ -310,8 +317,9 @@ install_programs() {
 	info "  symlinked as: $ALIASES"
 	if [ -f "$(p "$LIB_DIR/Exec/openapi.json")" ]; then
 		info "note: $LIB_DIR is left from the Perl release; ctrl-exec-api serves its"
-		info "  Exec/openapi.json instead of the built-in description. Nothing else there is"
-		info "  used: remove the directory once no Perl ctrl-exec runs on this host."
+		info "  Exec/openapi.json instead of the built-in description. Nothing else there"
+		info "  but auth-hook.example is used: remove the Perl files once no Perl ctrl-exec"
+		info "  runs on this host."
 	fi
 	install_manpages
 }
@@ -337,10 +345,10 @@ install_service() { # agent|api
 	svc=ctrl-exec-$1
 	case $INIT in
 	systemd)
-		put_file 0644 "$HERE/systemd/$svc.service" "$SYSTEMD_DIR/$svc.service"
+		put_file 0644 "$PKG/systemd/$svc.service" "$SYSTEMD_DIR/$svc.service"
 		info "installed $SYSTEMD_DIR/$svc.service"
 		if [ "$RENEWAL" = yes ]; then
-			put_file 0644 "$HERE/systemd/$svc.service.d/10-renewal.conf" \
+			put_file 0644 "$PKG/systemd/$svc.service.d/10-renewal.conf" \
 				"$SYSTEMD_DIR/$svc.service.d/10-renewal.conf"
 			info "installed $SYSTEMD_DIR/$svc.service.d/10-renewal.conf"
 		fi
@@ -349,7 +357,7 @@ install_service() { # agent|api
 		fi
 		;;
 	openrc)
-		put_file 0755 "$HERE/openrc/$svc" "$INITD_DIR/$svc"
+		put_file 0755 "$PKG/openrc/$svc" "$INITD_DIR/$svc"
 		info "installed $INITD_DIR/$svc (OpenRC)"
 		;;
 	procd)
@@ -357,9 +365,9 @@ install_service() { # agent|api
 			warn "no procd script for ctrl-exec-api: start it by hand or from another supervisor"
 			return 0
 		fi
-		put_file 0755 "$HERE/openwrt/$svc.init" "$INITD_DIR/$svc"
+		put_file 0755 "$PKG/openwrt/$svc.init" "$INITD_DIR/$svc"
 		info "installed $INITD_DIR/$svc (procd)"
-		put_file 0755 "$HERE/openwrt/99-ctrl-exec-agent-firewall" \
+		put_file 0755 "$PKG/openwrt/99-ctrl-exec-agent-firewall" \
 			"$UCI_DEFAULTS_DIR/99-ctrl-exec-agent-firewall"
 		if [ "$STAGING" = no ]; then
 			"$INITD_DIR/$svc" enable
@@ -387,11 +395,14 @@ install_control() {
 	for d in pairing agents locks runs; do
 		make_dir 0770 "root:$CONTROL_GROUP" "$STATE_DIR/$d"
 	done
-	put_config 0640 "root:$CONTROL_GROUP" "$HERE/examples/ctrl-exec.conf.example" "$CONF_DIR/ctrl-exec.conf"
+	put_config 0640 "root:$CONTROL_GROUP" "$PKG/examples/ctrl-exec.conf.example" "$CONF_DIR/ctrl-exec.conf"
+	# The reference copy the quick start copies over the hook; always current.
+	put_file 0755 "$PKG/examples/auth-hook.example" "$LIB_DIR/auth-hook.example"
+	info "installed $LIB_DIR/auth-hook.example"
 	if [ -e "$(p "$CONF_DIR/auth-hook")" ]; then
 		info "kept existing $CONF_DIR/auth-hook"
 	else
-		put_config 0755 root:root "$HERE/examples/auth-hook.example" "$CONF_DIR/auth-hook"
+		put_config 0755 root:root "$PKG/examples/auth-hook.example" "$CONF_DIR/auth-hook"
 		info "  this hook DENIES every run and ping until you give it a policy"
 		info "  (or remove the auth_hook line from ctrl-exec.conf to allow all CLI calls)"
 	fi
@@ -416,8 +427,8 @@ install_agent() {
 	else
 		make_dir 0750 "root:$AGENT_GROUP" "$AGENT_DIR"
 	fi
-	put_config 0640 "root:$AGENT_GROUP" "$HERE/examples/agent.conf.example" "$AGENT_DIR/agent.conf"
-	put_config 0640 "root:$AGENT_GROUP" "$HERE/examples/scripts.conf.example" "$AGENT_DIR/scripts.conf"
+	put_config 0640 "root:$AGENT_GROUP" "$PKG/examples/agent.conf.example" "$AGENT_DIR/agent.conf"
+	put_config 0640 "root:$AGENT_GROUP" "$PKG/examples/scripts.conf.example" "$AGENT_DIR/scripts.conf"
 	make_dir 0750 "root:$AGENT_GROUP" "$SCRIPTS_DIR"
 
 	helper=$SCRIPTS_DIR/update-ctrl-exec-serial
@@ -470,6 +481,8 @@ uninstall() {
 		remove "$INITD_DIR/$svc"
 	done
 	remove "$UCI_DEFAULTS_DIR/99-ctrl-exec-agent-firewall"
+	remove "$LIB_DIR/auth-hook.example"
+	rmdir "$(p "$LIB_DIR")" 2>/dev/null || true
 	for page in ctrl-exec.1 ctrl-exec-dispatcher.1 ced.1 ctrl-exec.conf.5 ctrl-exec-agent.conf.5 \
 		ctrl-exec-agent.8 cea.8 ctrl-exec-api.8 update-ctrl-exec-serial.8; do
 		remove "$MAN_DIR/man${page##*.}/$page"
@@ -510,8 +523,10 @@ next_steps() {
 		info "  control host:"
 		info "    ctrl-exec setup-ca && ctrl-exec setup-ctrl-exec     (as root, once)"
 		info "    edit $CONF_DIR/auth-hook: it denies everything as installed"
-		info "    ctrl-exec pairing-mode                              (approve agents)"
-		info "    ctrl-exec.key stays 0600 root: run ping/run as root (sudo)."
+		info "      ($LIB_DIR/auth-hook.example is a fresh copy to start from)"
+		info "    ctrl-exec pairing-mode                              (as root: approve agents)"
+		info "    usermod -aG $CONTROL_GROUP USER: members run ctrl-exec ping/run without sudo"
+		info "      (ctrl-exec.key is 0640 root:$CONTROL_GROUP; ca.key stays 0600 root)"
 	fi
 	if [ "$DO_API" = yes ]; then
 		info "  API: set api_bind/api_port (and api_cert/api_key for TLS) in ctrl-exec.conf,"

@@ -60,7 +60,7 @@ func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:            "ctrl-exec-agent",
 		Usage:           "serve allowlisted scripts to the ctrl-exec control host over mTLS",
-		Version:         buildinfo.Version,
+		Version:         buildinfo.Get().String(),
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,

@@ -84,7 +84,7 @@ func newApp(e *env) *cli.App {
 	return &cli.App{
 		Name:    "ctrl-exec-api",
 		Usage:   "serve the ctrl-exec HTTP API (run, ping, discovery) on api_bind:api_port",
-		Version: buildinfo.Version,
+		Version: buildinfo.Get().String(),
 		Description: "Reads ctrl-exec.conf once (cert, key and ca are required; api_port, api_bind, " +
 			"api_cert, api_key, auth_hook, api_auth_default, read_timeout, api_max_inflight and " +
 			"api_rotation_loop are used), listens, and answers requests until SIGINT or SIGTERM, " +

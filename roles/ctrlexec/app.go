@@ -59,7 +59,7 @@ func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:            "ctrl-exec",
 		Usage:           "run allowlisted scripts on a fleet of ctrl-exec agents over mTLS",
-		Version:         buildinfo.Version,
+		Version:         buildinfo.Get().String(),
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,
