@@ -11,7 +11,7 @@ LDFLAGS  := -s -w -X github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo.Version=$(V
 BIN      := bin/ctrl-exec
 NAMES    := ctrl-exec ctrl-exec-dispatcher ced ctrl-exec-agent cea ctrl-exec-api update-ctrl-exec-serial
 
-.PHONY: all build test vet fuzz bench demo clean install install-man man-check dist
+.PHONY: all build test vet fuzz bench demo clean install install-man man-check dist packages test-packaging
 
 all: build
 
@@ -75,6 +75,20 @@ man-check:
 DIST_ARCHS ?=
 dist:
 	GO=$(GO) sh packaging/dist.sh $(VERSION) $(COMMIT) $(DIST_ARCHS)
+
+# .deb, .apk and .ipk for every dist arch in dist/packages/ (nFPM, pinned, via go).
+packages:
+	GO=$(GO) sh packaging/nfpm/build.sh $(VERSION) $(DIST_ARCHS)
+
+# The release artefacts proven for real, after make test in CI: images built
+# and run under Docker, the .deb in a debootstrap root, install.sh in fresh
+# roots, cross-builds under qemu-user. As root; installs its own tools
+# (test/packaging/setup.sh) and starts dockerd when none runs.
+PKG_CACHE ?= /var/cache/ctrl-exec-test
+test-packaging:
+	sh test/packaging/setup.sh
+	$(MAKE) dist packages
+	CTRL_EXEC_PACKAGING=1 CTRL_EXEC_PKG_CACHE=$(PKG_CACHE) $(GO) test -count=1 -timeout 40m -v ./test/packaging/
 
 clean:
 	rm -rf bin dist
