@@ -6,6 +6,7 @@ package packaging
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -103,13 +104,28 @@ func TestQemuCrossBuilds(t *testing.T) {
 			}
 			defer func() { pm.Process.Kill(); pm.Wait() }()
 			eventually(t, 60*time.Second, "pairing-mode", func() bool { return listening(pairPort) })
-			reqid := strings.TrimSpace(agent.run("ctrl-exec-agent", "request-pairing", "--dispatcher", "127.0.0.1",
-				"--port", strconv.Itoa(pairPort), "--background", "--timeout", "600"))
-			ctl.run("ctrl-exec", "approve", reqid)
-			eventually(t, 5*time.Minute, "the agent's certificate", func() bool {
-				_, err := os.Stat(agent.path("etc/ctrl-exec-agent/agent.crt"))
-				return err == nil
+			// In the foreground: --background re-executes the binary, which
+			// needs binfmt_misc (not registered without systemd).
+			var pairOut bytes.Buffer
+			pair := agent.cmd(context.Background(), "ctrl-exec-agent", "request-pairing", "--dispatcher", "127.0.0.1",
+				"--port", strconv.Itoa(pairPort))
+			pair.Stdout, pair.Stderr = &pairOut, &pairOut
+			if err := pair.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var reqid string
+			eventually(t, 5*time.Minute, "the pairing request (key generation under qemu)", func() bool {
+				var reqs []map[string]any
+				out, _ := ctl.cmd(context.Background(), "ctrl-exec", "list-requests", "--json").Output()
+				if json.Unmarshal(out, &reqs) == nil && len(reqs) == 1 {
+					reqid, _ = reqs[0]["id"].(string)
+				}
+				return reqid != ""
 			})
+			ctl.run("ctrl-exec", "approve", reqid)
+			if err := pair.Wait(); err != nil {
+				t.Fatalf("request-pairing under qemu: %v\n%s", err, pairOut.String())
+			}
 
 			serve := agent.cmd(context.Background(), "ctrl-exec-agent", "serve")
 			if err := serve.Start(); err != nil {
