@@ -36,9 +36,11 @@ for arch in "$@"; do
 	armv7) narch=arm7 ;;
 	*) narch=$arch ;;
 	esac
+	# nFPM expands the environment in some fields only: paths are put in here.
+	sed -e "s|\${CTRL_EXEC_BIN}|$bin|g" -e "s|\${CTRL_EXEC_GEN}|$gen|g" packaging/nfpm/nfpm.yaml >dist/nfpm-$arch.yaml
 	for packager in deb apk ipk; do
-		NFPM_VERSION=$version NFPM_ARCH=$narch CTRL_EXEC_BIN=$bin CTRL_EXEC_GEN=$gen \
-			"$nfpm" package --config packaging/nfpm/nfpm.yaml --packager "$packager" --target "$out/" >/dev/null
+		NFPM_VERSION=$version NFPM_ARCH=$narch \
+			"$nfpm" package --config "dist/nfpm-$arch.yaml" --packager "$packager" --target "$out/" >/dev/null
 	done
 done
 for f in "$out"/*; do
