@@ -1,14 +1,17 @@
 # ctrl-exec-go. `make demo` shows it working; `make test` is what CI runs.
 GO       ?= go
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# 0.9.0 on a commit tagged v0.9.0, else 0.9.0-dev+<commit> (packaging/version.sh).
+VERSION  ?= $(shell sh packaging/version.sh)
+COMMIT   ?= $(shell sh packaging/version.sh commit)
 # urfave_cli_no_docs drops urfave/cli's man/markdown generators (and blackfriday):
 # a smaller binary and 2 ms less start-up for every command.
 TAGS     := urfave_cli_no_docs
-LDFLAGS  := -s -w -X github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo.Version=$(VERSION)
+LDFLAGS  := -s -w -X github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo.Version=$(VERSION) \
+            -X github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo.Commit=$(COMMIT)
 BIN      := bin/ctrl-exec
 NAMES    := ctrl-exec ctrl-exec-dispatcher ced ctrl-exec-agent cea ctrl-exec-api update-ctrl-exec-serial
 
-.PHONY: all build test vet fuzz bench demo clean install install-man man-check dist
+.PHONY: all build test vet fuzz bench demo clean install install-man man-check dist packages test-packaging
 
 all: build
 
@@ -45,7 +48,6 @@ demo: build
 
 PREFIX  ?= /usr/local
 MANDIR  ?= $(PREFIX)/share/man
-DIST    := ctrl-exec-$(VERSION)-linux-$(shell $(GO) env GOARCH)
 ROLES   ?= --dispatcher --api --agent
 
 # e.g. sudo make install ROLES=--agent ; make install DESTDIR=/tmp/stage
@@ -67,14 +69,26 @@ man-check:
 	  if [ -n "$$out" ]; then echo "$$f: $$out"; exit 1; fi; \
 	done; echo "man pages render cleanly"
 
-# dist/ctrl-exec-<ver>-linux-<arch>.tar.gz (+ .sha256): bin/ man/ packaging/ LICENCE README.md
-dist: build
-	rm -rf dist/$(DIST) && mkdir -p dist/$(DIST)
-	cp -a bin man packaging LICENCE README.md dist/$(DIST)/
-	tar -C dist --owner=0 --group=0 --numeric-owner -czf dist/$(DIST).tar.gz $(DIST)
-	cd dist && sha256sum $(DIST).tar.gz > $(DIST).tar.gz.sha256
-	rm -rf dist/$(DIST)
-	@echo "built dist/$(DIST).tar.gz"
+# Static release builds for linux amd64, arm64, armv7, mipsle and mips (softfloat):
+# dist/ctrl-exec-<ver>-linux-<arch>.tar.gz (+ .sha256, SHA256SUMS, SIZES), each
+# with install.sh at its top beside bin/ man/ packaging/. DIST_ARCHS=amd64 for one.
+DIST_ARCHS ?=
+dist:
+	GO=$(GO) sh packaging/dist.sh $(VERSION) $(COMMIT) $(DIST_ARCHS)
+
+# .deb, .apk and .ipk for every dist arch in dist/packages/ (nFPM, pinned, via go).
+packages:
+	GO=$(GO) sh packaging/nfpm/build.sh $(VERSION) $(DIST_ARCHS)
+
+# The release artefacts proven for real, after make test in CI: images built
+# and run under Docker, the .deb in a debootstrap root, install.sh in fresh
+# roots, cross-builds under qemu-user. As root; installs its own tools
+# (test/packaging/setup.sh) and starts dockerd when none runs.
+PKG_CACHE ?= /var/cache/ctrl-exec-test
+test-packaging:
+	sh test/packaging/setup.sh
+	$(MAKE) dist packages
+	CTRL_EXEC_PACKAGING=1 CTRL_EXEC_PKG_CACHE=$(PKG_CACHE) $(GO) test -count=1 -timeout 40m -v ./test/packaging/
 
 clean:
 	rm -rf bin dist

@@ -167,6 +167,20 @@ func TestPackagingStagedInstall(t *testing.T) {
 	if exists(filepath.Join(stage, "etc/systemd/system/ctrl-exec-agent.service.d")) {
 		t.Error("renewal drop-in installed without --renewal")
 	}
+	// Shell completion from the binary, one entry per name where the shell looks names up.
+	r0 := NewRoot(t, "")
+	for _, c := range []struct{ path, role, shell string }{
+		{"usr/local/share/bash-completion/completions/ctrl-exec", "ctrl-exec", "bash"},
+		{"usr/local/share/bash-completion/completions/cea", "ctrl-exec-agent", "bash"},
+		{"usr/local/share/bash-completion/completions/ctrl-exec-api", "ctrl-exec-api", "bash"},
+		{"usr/local/share/zsh/site-functions/_ctrl-exec", "ctrl-exec", "zsh"},
+		{"usr/local/share/fish/vendor_completions.d/ced.fish", "ctrl-exec", "fish"},
+	} {
+		got, err := os.ReadFile(filepath.Join(stage, c.path))
+		if want := r0.MustRun(c.role, "completion", c.shell).Stdout; err != nil || string(got) != want {
+			t.Errorf("%s: %v; want the output of %s completion %s", c.path, err, c.role, c.shell)
+		}
+	}
 
 	// The staged tree runs, and the shipped agent.conf and scripts.conf load.
 	r := NewRoot(t, "")
@@ -261,7 +275,8 @@ func TestPackagingUninstallKeepsConfigAndState(t *testing.T) {
 	gone := []string{"usr/local/bin/ctrl-exec", "opt/ctrl-exec-scripts/update-ctrl-exec-serial",
 		"etc/systemd/system/ctrl-exec-agent.service", "etc/systemd/system/ctrl-exec-api.service",
 		"etc/systemd/system/ctrl-exec-agent.service.d", "etc/systemd/system/ctrl-exec-api.service.d",
-		"usr/local/share/man/man1/ced.1"}
+		"usr/local/share/man/man1/ced.1", "usr/local/share/bash-completion/completions/ced",
+		"usr/local/share/zsh/site-functions/_ctrl-exec-agent", "usr/local/share/fish/vendor_completions.d/ctrl-exec-api.fish"}
 	for _, name := range binNames {
 		gone = append(gone, "usr/local/bin/"+name)
 	}
@@ -595,7 +610,7 @@ func TestPackagingHelpListsManModes(t *testing.T) {
 		}
 		page := string(data)
 		modes, opts := manModes(page), manOptions(page)
-		if len(opts) == 0 || (role == "ctrl-exec" && len(modes) != 13) || (role == "ctrl-exec-agent" && len(modes) != 5) {
+		if len(opts) == 0 || (role == "ctrl-exec" && len(modes) != 14) || (role == "ctrl-exec-agent" && len(modes) != 6) {
 			t.Fatalf("%s: parsed modes %q, options %q", file, modes, opts)
 		}
 		res := r.Run(role, "--help")

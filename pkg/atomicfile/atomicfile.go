@@ -13,6 +13,17 @@ import (
 // Write replaces path with data: temp file in the same directory, chmod,
 // fsync, rename, then fsync of the directory so the rename is durable.
 func Write(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, -1)
+}
+
+// WriteGroup is Write with the file's group set to gid before the rename, so
+// the file is never visible with another group (or a group's read bit on the
+// wrong group).
+func WriteGroup(path string, data []byte, mode os.FileMode, gid int) error {
+	return write(path, data, mode, gid)
+}
+
+func write(path string, data []byte, mode os.FileMode, gid int) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -23,6 +34,11 @@ func Write(path string, data []byte, mode os.FileMode) error {
 		tmp.Close()
 		os.Remove(name)
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if gid >= 0 {
+		if err := tmp.Chown(-1, gid); err != nil {
+			return fail(err)
+		}
 	}
 	if err := tmp.Chmod(mode); err != nil {
 		return fail(err)

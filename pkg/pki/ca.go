@@ -232,7 +232,8 @@ func (ca *CA) SignCSR(csrPEM []byte, days int, now time.Time, opts SignOptions) 
 
 // IssueCtrlExecCert generates a new ctrl-exec key and a certificate CN=ctrl-exec
 // valid for days days, with a serial of at least CtrlExecSerialFloor, and
-// replaces keyPath (0600) and certPath (0644), each written whole.
+// replaces keyPath (0640, the directory's group: WriteCtrlExecKey) and
+// certPath (0644), each written whole.
 func (ca *CA) IssueCtrlExecCert(keyPath, certPath string, bits, days int, now time.Time) (*x509.Certificate, error) {
 	if days <= 0 {
 		return nil, errors.New("days must be a positive integer")
@@ -253,7 +254,7 @@ func (ca *CA) IssueCtrlExecCert(keyPath, certPath string, bits, days int, now ti
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
+	if err := WriteCtrlExecKey(keyPath, keyPEM); err != nil {
 		return nil, fmt.Errorf("write ctrl-exec key: %w", err)
 	}
 	if err := atomicfile.Write(certPath, CertPEM(cert), 0o644); err != nil {

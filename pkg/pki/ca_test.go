@@ -547,7 +547,7 @@ func TestIssueCtrlExecCert(t *testing.T) {
 	}
 	want := shape{
 		CN: "ctrl-exec", Serial: "01000000", CASerialFile: "01000000\n", KeyMatches: true, SameAsDisk: true,
-		KeyMode: 0o600, CertMode: 0o644, NotAfter: testNow.Add(825 * 24 * time.Hour),
+		KeyMode: pki.CtrlExecKeyMode, CertMode: 0o644, NotAfter: testNow.Add(825 * 24 * time.Hour),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ctrl-exec cert (-want +got):\n%s", diff)

@@ -235,7 +235,7 @@ func (r *Rotator) wouldStrand() ([]string, error) {
 type saved struct {
 	path string
 	data []byte
-	mode os.FileMode
+	mode os.FileMode // 0 = a ctrl-exec key: pki.WriteCtrlExecKey's mode and group
 }
 
 func save(path string, mode os.FileMode) (saved, error) {
@@ -249,6 +249,14 @@ func save(path string, mode os.FileMode) (saved, error) {
 	return saved{path: path, data: data, mode: mode}, nil
 }
 
+// write puts data at the saved file's path with its mode (and group).
+func (s saved) write(data []byte) error {
+	if s.mode == 0 {
+		return pki.WriteCtrlExecKey(s.path, data)
+	}
+	return atomicfile.Write(s.path, data, s.mode)
+}
+
 // restore puts the file back as it was.
 func (s saved) restore() error {
 	if s.data == nil {
@@ -257,7 +265,7 @@ func (s saved) restore() error {
 		}
 		return nil
 	}
-	return atomicfile.Write(s.path, s.data, s.mode)
+	return s.write(s.data)
 }
 
 func (r *Rotator) rotateLocked() (Result, error) {
@@ -272,7 +280,7 @@ func (r *Rotator) rotateLocked() (Result, error) {
 	for _, f := range []struct {
 		path string
 		mode os.FileMode
-	}{{r.KeyPath(), 0o600}, {r.CertPath(), 0o644}, {r.PrevKeyPath(), 0o600}, {r.PrevCertPath(), 0o644}} {
+	}{{r.KeyPath(), 0}, {r.CertPath(), 0o644}, {r.PrevKeyPath(), 0}, {r.PrevCertPath(), 0o644}} {
 		s, err := save(f.path, f.mode)
 		if err != nil {
 			return fail(fmt.Errorf("read %s: %w", f.path, err))
@@ -301,11 +309,11 @@ func (r *Rotator) rotateLocked() (Result, error) {
 
 	// D-25: the old pair stays usable for agents that only trust it.
 	if oldKey.data != nil && oldCert.data != nil {
-		if err := atomicfile.Write(r.PrevKeyPath(), oldKey.data, 0o600); err != nil {
+		if err := files[2].write(oldKey.data); err != nil {
 			restoreAll()
 			return fail(fmt.Errorf("keep the previous key as %s: %w", r.PrevKeyPath(), err))
 		}
-		if err := atomicfile.Write(r.PrevCertPath(), oldCert.data, 0o644); err != nil {
+		if err := files[3].write(oldCert.data); err != nil {
 			restoreAll()
 			return fail(fmt.Errorf("keep the previous cert as %s: %w", r.PrevCertPath(), err))
 		}

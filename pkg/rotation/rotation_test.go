@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,30 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
+// testGroup gives dir a group other than the process's own when running as
+// root (so a file that merely inherits the creator's group is caught), and
+// returns the group files written there should carry.
+func testGroup(t *testing.T, dir string) int {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return os.Getegid()
+	}
+	const gid = 4242
+	if err := os.Chown(dir, -1, gid); err != nil {
+		t.Fatal(err)
+	}
+	return gid
+}
+
+func fileGroup(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Gid)
+}
+
 func TestRotateKeepsPreviousPairAndMarksAgentsPending(t *testing.T) {
 	c := newControl(t)
 	old := c.serial(t)
@@ -34,6 +59,7 @@ func TestRotateKeepsPreviousPairAndMarksAgentsPending(t *testing.T) {
 	c.addAgent(t, "web-02", "", "", "", true)
 	now := time.Date(2026, 3, 9, 14, 30, 0, 0, time.UTC)
 	c.r.Now = func() time.Time { return now }
+	gid := testGroup(t, c.dir)
 
 	res, err := c.r.Rotate(context.Background(), false)
 	if err != nil {
@@ -51,9 +77,15 @@ func TestRotateKeepsPreviousPairAndMarksAgentsPending(t *testing.T) {
 	if readFile(t, c.r.PrevKeyPath()) != oldKey || readFile(t, c.r.PrevCertPath()) != oldCert {
 		t.Error(".prev pair is not the previous key and cert")
 	}
-	for path, mode := range map[string]os.FileMode{c.r.PrevKeyPath(): 0o600, c.r.PrevCertPath(): 0o644, c.r.KeyPath(): 0o600, c.r.CertPath(): 0o644, c.r.StateFile: 0o640} {
+	for path, mode := range map[string]os.FileMode{c.r.PrevKeyPath(): 0o640, c.r.PrevCertPath(): 0o644, c.r.KeyPath(): 0o640, c.r.CertPath(): 0o644, c.r.StateFile: 0o640} {
 		if fi, _ := os.Stat(path); fi.Mode().Perm() != mode {
 			t.Errorf("%s mode %v, want %v", filepath.Base(path), fi.Mode().Perm(), mode)
+		}
+	}
+	// D-30: both keys readable by the ca_dir's group (ctrl-exec as installed).
+	for _, path := range []string{c.r.KeyPath(), c.r.PrevKeyPath()} {
+		if got := fileGroup(t, path); got != gid {
+			t.Errorf("%s group %d, want the directory's %d", filepath.Base(path), got, gid)
 		}
 	}
 

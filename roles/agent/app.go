@@ -13,6 +13,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliargs"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/completion"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
@@ -60,7 +61,7 @@ func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:            "ctrl-exec-agent",
 		Usage:           "serve allowlisted scripts to the ctrl-exec control host over mTLS",
-		Version:         buildinfo.Version,
+		Version:         buildinfo.Get().String(),
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,
@@ -81,6 +82,7 @@ func newApp(e *env) *cli.App {
 			selfPingCommand(e),
 		},
 	}
+	app.Commands = append(app.Commands, completion.Command(app, []string{"ctrl-exec-agent", "cea"}, nil, nil))
 	for _, c := range app.Commands {
 		c.HideHelpCommand = true // no implicit "h"/"help" subcommands
 	}
@@ -95,6 +97,7 @@ Modes:
   pairing-status     report whether this agent holds certificates
   self-check         validate config, allowlist and certificates
   self-ping          connect to the local agent over mTLS and ping it
+  completion         bash|zsh|fish: print a shell completion script
 
 Options: --config <path> --allowlist <path> --dispatcher <host> --port <n> --background --timeout <n>
 Run 'ctrl-exec-agent <mode> --help' for details.

@@ -65,7 +65,7 @@ func serve(ctx context.Context, e *env, configPath, allowlistPath string) error 
 		Now:           e.now,
 		Stderr:        e.stderr,
 		Hostname:      hostname,
-		Version:       buildinfo.Version,
+		Version:       buildinfo.Get().Version,
 		Timeouts:      DefaultTimeouts(),
 	})
 	if err != nil {

@@ -219,7 +219,7 @@ func startServer(t *testing.T, f fleet, conf *config.Control) (srv *Server, url 
 	if conf.APIAuthDefault == "" {
 		conf.APIAuthDefault = "allow"
 	}
-	srv = newServer(serverDeps{conf: conf, paths: paths.Paths{Root: t.TempDir()}, log: zerolog.Nop(), now: time.Now, fleet: f, version: "test"})
+	srv = newServer(serverDeps{conf: conf, paths: paths.Paths{Root: t.TempDir()}, log: zerolog.Nop(), now: time.Now, fleet: f, version: "test", commit: "abc", goVer: "go1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
@@ -326,7 +326,7 @@ func TestAPISilentClientDoesNotBlock(t *testing.T) {
 		}
 		defer conn.Close()
 	}
-	if code, body := get(t, url+"/health"); code != 200 || body != `{"ok":true,"version":"test"}` {
+	if code, body := get(t, url+"/health"); code != 200 || body != `{"ok":true,"version":"test","commit":"abc","go":"go1"}` {
 		t.Errorf("%d %s", code, body)
 	}
 }

@@ -45,6 +45,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliargs"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/completion"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
@@ -72,6 +73,16 @@ func Main(prog string, args []string) int {
 		io.WriteString(e.stderr, err.Error()+"\n"+usage)
 		return 255
 	}
+	if parsed.Mode == "completion" && !parsed.Help {
+		// The API's only mode-like word: "ctrl-exec-api completion bash".
+		spec := completion.FromApp(newApp(e), []string{"ctrl-exec-api"}, nil)
+		spec.Modes = []string{"completion"}
+		if err := completion.Write(e.stdout, firstOf(parsed.Rest), spec); err != nil {
+			fmt.Fprintln(e.stderr, err)
+			return 255
+		}
+		return 0
+	}
 	if parsed.Mode != "" && !parsed.Help && !parsed.Version {
 		fmt.Fprintf(e.stderr, "Unexpected argument '%s'\n%s", parsed.Mode, usage)
 		return 255
@@ -84,7 +95,7 @@ func newApp(e *env) *cli.App {
 	return &cli.App{
 		Name:    "ctrl-exec-api",
 		Usage:   "serve the ctrl-exec HTTP API (run, ping, discovery) on api_bind:api_port",
-		Version: buildinfo.Version,
+		Version: buildinfo.Get().String(),
 		Description: "Reads ctrl-exec.conf once (cert, key and ca are required; api_port, api_bind, " +
 			"api_cert, api_key, auth_hook, api_auth_default, read_timeout, api_max_inflight and " +
 			"api_rotation_loop are used), listens, and answers requests until SIGINT or SIGTERM, " +
@@ -107,8 +118,20 @@ Options:
   --help            show help
   --version         show the version
 
+ctrl-exec-api completion bash|zsh|fish prints a shell completion script.
+
 Keys read from ctrl-exec.conf besides cert, key and ca: api_port (7445),
 api_bind (127.0.0.1), api_cert and api_key (TLS when both are set),
 auth_hook, api_auth_default (deny), read_timeout, api_max_inflight (64),
 api_rotation_loop (off).
 `
+
+// firstOf is the first positional word, skipping the "--" cliargs puts first.
+func firstOf(rest []string) string {
+	for _, w := range rest {
+		if w != "--" {
+			return w
+		}
+	}
+	return ""
+}

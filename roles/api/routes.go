@@ -87,6 +87,8 @@ func (s *Server) handle(ctx context.Context, req *wire.Request, peer string) res
 		var o dispatch.Object
 		o.Set("ok", true)
 		o.Set("version", s.version)
+		o.Set("commit", s.commit)
+		o.Set("go", s.goVer)
 		return jsonResponse(200, o)
 	case path == "/ping" && method == "POST":
 		return s.ping(ctx, body, peer)

@@ -46,6 +46,7 @@ func serve(ctx context.Context, e *env, configPath string) error {
 		return cliapp.Fatalf("Cannot start API server on %s: %v", addr, err)
 	}
 
+	build := buildinfo.Get()
 	srv := newServer(serverDeps{
 		conf:    cfg,
 		paths:   e.paths,
@@ -53,7 +54,9 @@ func serve(ctx context.Context, e *env, configPath string) error {
 		now:     e.now,
 		fleet:   newFleet(cfg, e.paths, e.log, e.now),
 		tls:     tlsConf,
-		version: buildinfo.Version,
+		version: build.Version,
+		commit:  build.Commit,
+		goVer:   build.Go,
 	})
 
 	useTLS, mode := "no", "plain HTTP"

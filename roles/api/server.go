@@ -38,6 +38,8 @@ type serverDeps struct {
 	fleet   fleet
 	tls     *tls.Config // nil: plain HTTP
 	version string
+	commit  string // /health only, with the Go version
+	goVer   string
 }
 
 // Server answers API requests, one per connection, each on its own

@@ -108,3 +108,17 @@ func unpair(e *env, c *cli.Context) error {
 	}
 	return nil
 }
+
+// agentNames is the registry's hostnames, for shell completion of run,
+// ping and unpair ("ctrl-exec completion agents").
+func (e *env) agentNames() ([]string, error) {
+	recs, _, err := registry.New(e.paths.AgentsDir()).List()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(recs))
+	for _, r := range recs {
+		names = append(names, r.Hostname())
+	}
+	return names, nil
+}

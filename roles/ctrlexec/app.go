@@ -13,6 +13,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliargs"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/completion"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
@@ -67,7 +68,7 @@ func newApp(e *env) *cli.App {
 	app := &cli.App{
 		Name:            "ctrl-exec",
 		Usage:           "run allowlisted scripts on a fleet of ctrl-exec agents over mTLS",
-		Version:         buildinfo.Version,
+		Version:         buildinfo.Get().String(),
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,
@@ -92,6 +93,8 @@ func newApp(e *env) *cli.App {
 			rerunCommand(e),
 		},
 	}
+	app.Commands = append(app.Commands, completion.Command(app,
+		[]string{"ctrl-exec", "ctrl-exec-dispatcher", "ced"}, []string{"run", "ping", "unpair"}, e.agentNames))
 	// urfave/cli would otherwise give every command an "h"/"help"
 	// subcommand, so `ctrl-exec approve h` would show help instead.
 	for _, c := range app.Commands {
@@ -119,7 +122,7 @@ Modes:
   pairing-mode              list-requests            approve <reqid>
   deny <reqid>              setup-ca                 setup-ctrl-exec
   list-agents               list-locks               unpair <hostname>
-  rotate-cert               serial-status
+  rotate-cert               serial-status            completion bash|zsh|fish
   discover [<host>...]      rerun <reqid>
 
 Options: --config <path> --json --port <n> --username <name> --token <token> --force

@@ -36,7 +36,8 @@ func setupCtrlExecCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "setup-ctrl-exec",
 		Usage: "create (or replace) the ctrl-exec certificate signed by the CA",
-		Description: `Generates /etc/ctrl-exec/ctrl-exec.key (mode 0600) and ctrl-exec.crt (CN=ctrl-exec,
+		Description: `Generates /etc/ctrl-exec/ctrl-exec.key (mode 0640, group of /etc/ctrl-exec, so
+members of group ctrl-exec run the CLI without sudo) and ctrl-exec.crt (CN=ctrl-exec,
 825 days, serial at least 01000000 so Perl agents accept it in serial updates).
 If a ctrl-exec cert exists and agents are registered, asks for confirmation
 first: agents trust the old cert's serial and refuse the new one until they

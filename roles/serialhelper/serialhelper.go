@@ -41,7 +41,7 @@ func Main(prog string, args []string) int {
 			"runs this script: under a Perl agent that is a per-connection child).\n\n" +
 			"Exit codes: 0 updated and reloaded, 1 usage, 2 write failed, 3 written but not reloaded\n" +
 			"(the daemon could not be identified for sure, or not signalled).",
-		Version:         buildinfo.Version,
+		Version:         buildinfo.Get().String(),
 		HideHelpCommand: true,
 		Action: func(c *cli.Context) error {
 			return update(p, c.Args().Slice(), os.Stdout)
