@@ -1,6 +1,9 @@
 // Package logx turns zerolog events into ctrl-exec's syslog lines (SPEC §17):
 // the event message is the ACTION, every field follows sorted by key, and a
-// value containing whitespace is wrapped in double quotes without escaping.
+// value containing whitespace is wrapped in double quotes. Control characters
+// in a value are escaped (D-34: "\n", "\r", "\t", other C0 and DEL as
+// "\xNN") so no value can start a line of its own; every other byte, quotes
+// and backslashes included, is written as upstream writes it.
 //
 //	log.Info().Str("SCRIPT", "backup").Int("EXIT", 0).Msg("run")
 //	→ ACTION=run EXIT=0 SCRIPT=backup
@@ -149,10 +152,41 @@ func value(v any) string {
 		b, _ := json.Marshal(x)
 		s = string(b)
 	}
+	// Quote on the raw value, as upstream does, then escape.
 	if strings.ContainsAny(s, " \t\r\n\f\v") {
-		return `"` + s + `"`
+		return `"` + escapeControls(s) + `"`
 	}
-	return s
+	return escapeControls(s)
+}
+
+// escapeControls is D-34: "\n", "\r", "\t" for those three, "\xNN" for
+// the other C0 controls and DEL; everything else unchanged.
+func escapeControls(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+	if i < 0 {
+		return s
+	}
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c < 0x20 || c == 0x7f:
+			b.WriteString(`\x`)
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 type syslogSink struct{ w *syslog.Writer }

@@ -30,6 +30,17 @@ func TestLineFormat(t *testing.T) {
 			l.Error().Str("ERROR", "boom\n").Msg("renew")
 		}, "ACTION=renew ERROR=boom"},
 		{"no fields", func(l zerolog.Logger) { l.Info().Msg("api-stop") }, "ACTION=api-stop"},
+		// D-34: a value cannot forge a line of its own.
+		{"newline in a value is escaped", func(l zerolog.Logger) {
+			l.Info().Str("USER", "alice\nACTION=forged USER=root").Str("REQID", "r1\r\n").Msg("auth")
+		}, `ACTION=auth REQID="r1\r" USER="alice\nACTION=forged USER=root"`},
+		{"tab, other C0 and DEL as escapes", func(l zerolog.Logger) {
+			l.Info().Str("A", "x\ty").Str("B", "bell\x07del\x7fnul\x00esc\x1b").Str("C", "v\vf\f").Msg("t")
+		}, `ACTION=t A="x\ty" B=bell\x07del\x7fnul\x00esc\x1b C="v\x0bf\x0c"`},
+		{"other bytes as upstream", func(l zerolog.Logger) {
+			l.Info().Str("A", `back\slash "q" café`).Msg("t")
+		}, `ACTION=t A="back\slash "q" café"`},
+		{"the action too", func(l zerolog.Logger) { l.Info().Msg("run\nACTION=x") }, `ACTION="run\nACTION=x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
