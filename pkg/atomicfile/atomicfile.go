@@ -25,7 +25,7 @@ func WriteGroup(path string, data []byte, mode os.FileMode, gid int) error {
 
 func write(path string, data []byte, mode os.FileMode, gid int) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmp, err := os.CreateTemp(dir, tempPattern(filepath.Base(path)))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -74,6 +74,20 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// maxTempBase is how much of the target's name a temp name keeps: with the
+// dot, ".tmp" and CreateTemp's up to 10 random digits it stays well inside
+// the 255-byte file name limit whatever the target's length.
+const maxTempBase = 200
+
+// tempPattern names the temp file after its target, so a leftover says whose
+// it was, cut short so that a target of any valid length has one.
+func tempPattern(base string) string {
+	if len(base) > maxTempBase {
+		base = base[:maxTempBase]
+	}
+	return "." + base + ".tmp*"
 }
 
 // WithLock runs fn while holding an exclusive BSD flock(2) on path, which may

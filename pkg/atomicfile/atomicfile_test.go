@@ -84,3 +84,16 @@ func TestSyncDirReportsFailure(t *testing.T) {
 		t.Errorf("syncDir of a missing directory = %v", err)
 	}
 }
+
+// A target whose name is near the 255-byte limit still gets a temp file.
+func TestWriteLongName(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, strings.Repeat("n", 250)+".json")
+	if err := Write(p, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Errorf("directory holds %d entries (%v), want only the target", len(entries), err)
+	}
+}

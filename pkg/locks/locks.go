@@ -7,6 +7,8 @@
 package locks
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,9 +24,28 @@ import (
 )
 
 // FileName is the lock file name for host and script: every byte outside
-// [A-Za-z0-9_.-] becomes "_" (so "web-01:7443" is "web-01_7443").
+// [A-Za-z0-9_.-] becomes "_" (so "web-01:7443" is "web-01_7443"). A name
+// over the 255-byte limit (a 253-character DNS name with a port, or a long
+// script name) cannot exist, for Perl either; it is cut to
+// <host, 120 bytes>~<16 hex of a hash of both>--<script, 100 bytes>.lock so
+// that every pair still has a lock of its own.
 func FileName(host, script string) string {
-	return sanitize(host) + "--" + sanitize(script) + ".lock"
+	name := sanitize(host) + "--" + sanitize(script) + ".lock"
+	if len(name) <= maxNameBytes {
+		return name
+	}
+	sum := sha256.Sum256([]byte(host + "\x00" + script))
+	return cut(sanitize(host), 120) + "~" + hex.EncodeToString(sum[:8]) + "--" + cut(sanitize(script), 100) + ".lock"
+}
+
+// maxNameBytes is NAME_MAX on Linux and the BSDs.
+const maxNameBytes = 255
+
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func sanitize(s string) string {
@@ -149,7 +170,8 @@ func (h *Held) closeLocked() {
 	h.files = nil
 }
 
-// Lock is one held lock found by ListHeld, as spelled in its file name.
+// Lock is one held lock found by ListHeld, as spelled in its file name (for
+// a name cut to fit, see FileName, Host ends in "~" and the hash).
 type Lock struct {
 	Host   string `json:"host"`
 	Script string `json:"script"`

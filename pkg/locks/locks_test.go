@@ -94,6 +94,41 @@ func TestFileName(t *testing.T) {
 	}
 }
 
+// A 253-character DNS name with a port would make a 266-byte name: it is cut
+// to fit, distinct per pair, and held, checked and listed like any other.
+func TestLongNamesFit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "locks")
+	long := strings.Repeat("h", 245) + ".example" // 253 characters
+	hosts := []string{long + ":7443", long + ":7444", long}
+	names := map[string]bool{}
+	for _, h := range hosts {
+		for _, s := range []string{"deploy", strings.Repeat("s", 300)} {
+			n := FileName(h, s)
+			if len(n) > 255 || names[n] {
+				t.Errorf("FileName(%d chars, %d chars) = %d bytes, duplicate %v", len(h), len(s), len(n), names[n])
+			}
+			names[n] = true
+		}
+	}
+	held, conflicts, err := CheckAndAcquire(dir, hosts, "deploy", zerolog.Nop())
+	if err != nil || conflicts != nil {
+		t.Fatalf("CheckAndAcquire = %v, %v", conflicts, err)
+	}
+	if c := mustCheck(t, dir, hosts[:1], "deploy"); len(c) != 1 {
+		t.Errorf("a held long-named lock is not seen: %v", c)
+	}
+	list, err := ListHeld(dir)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("ListHeld = %v, %v", list, err)
+	}
+	for _, l := range list {
+		if l.Script != "deploy" || !strings.HasPrefix(l.Host, strings.Repeat("h", 120)+"~") {
+			t.Errorf("listed as %q %q", l.Host, l.Script)
+		}
+	}
+	held.Release()
+}
+
 func mustCheck(t *testing.T, dir string, hosts []string, script string) []string {
 	t.Helper()
 	c, err := CheckAvailable(dir, hosts, script)

@@ -90,13 +90,20 @@ func (r Record) Get(key string) string {
 // Hostname is the record's hostname field.
 func (r Record) Hostname() string { return r.Get(FieldHostname) }
 
+// MaxHostnameLen is the longest agent hostname: the registry file
+// {hostname}.json must fit in a 255-byte file name. DNS allows 253; names of
+// 251-253 characters would pass a pairing request and then fail at the
+// registry write, after a CA serial was spent, so they are refused up front.
+const MaxHostnameLen = 255 - len(".json")
+
 // ValidHostname reports whether h may name an agent: pairing requests,
 // approvals and unpair all refuse other names, because the hostname becomes
-// the registry file name. It is ^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$, one safe
-// path component (B-14), checked by hand: compiling that bounded repetition
-// as a regexp cost every command start 4 ms.
+// the registry file name. It is ^[A-Za-z0-9][A-Za-z0-9._-]{0,249}$, one safe
+// path component (B-14) short enough for every file name derived from it,
+// checked by hand: compiling that bounded repetition as a regexp cost every
+// command start 4 ms.
 func ValidHostname(h string) bool {
-	if len(h) == 0 || len(h) > 253 {
+	if len(h) == 0 || len(h) > MaxHostnameLen {
 		return false
 	}
 	for i := 0; i < len(h); i++ {
@@ -116,7 +123,10 @@ func CheckHostname(h string) error {
 	if ValidHostname(h) {
 		return nil
 	}
-	return fmt.Errorf("'%s' is not a valid agent hostname: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most 253 characters", h)
+	if len(h) > MaxHostnameLen {
+		return fmt.Errorf("'%s' is not a usable agent hostname: it has %d characters, at most %d fit (its registry file %s.json must fit in a 255-byte file name)", h, len(h), MaxHostnameLen, h)
+	}
+	return fmt.Errorf("'%s' is not a valid agent hostname: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most %d characters", h, MaxHostnameLen)
 }
 
 // Registry is the registry directory.

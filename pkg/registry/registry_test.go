@@ -37,8 +37,9 @@ func TestRegistryValidHostname(t *testing.T) {
 		{"a\nb", false},
 		{"host:7443", false},
 		{"héte", false},
-		{"a" + strings.Repeat("b", 252), true},  // 253 characters
-		{"a" + strings.Repeat("b", 253), false}, // 254
+		{"a" + strings.Repeat("b", 249), true},  // 250 characters: 250+".json" is 255 bytes
+		{"a" + strings.Repeat("b", 250), false}, // 251: its registry file name would not fit
+		{"a" + strings.Repeat("b", 252), false}, // 253: DNS's limit, still too long
 	}
 	for _, tt := range tests {
 		if got := ValidHostname(tt.name); got != tt.want {
@@ -47,6 +48,23 @@ func TestRegistryValidHostname(t *testing.T) {
 		if err := CheckHostname(tt.name); (err == nil) != tt.want {
 			t.Errorf("CheckHostname(%q) = %v", tt.name, err)
 		}
+	}
+}
+
+// The longest valid name gets a registry file, written through a temp file
+// whose name must fit in 255 bytes too; one longer is refused with a reason.
+func TestRegistryLongestHostname(t *testing.T) {
+	g := New(t.TempDir())
+	longest := strings.Repeat("h", MaxHostnameLen)
+	if err := g.Put(Record{"hostname": longest, "ip": "10.0.0.1"}); err != nil {
+		t.Fatalf("Put of a %d-character hostname: %v", len(longest), err)
+	}
+	if rec, err := g.Get(longest); err != nil || rec.Hostname() != longest {
+		t.Fatalf("Get = %v, %v", rec, err)
+	}
+	err := CheckHostname(longest + "h")
+	if err == nil || !strings.Contains(err.Error(), "at most 250 fit") {
+		t.Errorf("CheckHostname(251 characters) = %v", err)
 	}
 }
 

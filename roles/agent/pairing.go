@@ -21,6 +21,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pairing"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 )
 
 // pairingChildFlag marks the re-executed background pairing helper (D-9).
@@ -131,9 +132,9 @@ func requestPairing(e *env, c *cli.Context) error {
 		return startPairingChild(e, r)
 	}
 
-	host, err := paths.Hostname()
+	host, err := pairingHostname()
 	if err != nil {
-		return cliapp.Fatalf("Cannot determine this host's name: %v", err)
+		return cliapp.Fatalf("%v", err)
 	}
 	fmt.Fprintf(e.stdout, "Generating key and CSR for '%s'...\n", host)
 	key, csr, err := keyAndCSR(host)
@@ -276,6 +277,20 @@ func startPairingChild(e *env, r pairingRequest) error {
 	return cliapp.Fatalf("Pairing failed: the background helper ended without submitting the request")
 }
 
+// pairingHostname is the name this agent pairs under, refused here when the
+// control host would refuse it (say too long for its registry file name),
+// before a key is made or a request sent.
+func pairingHostname() (string, error) {
+	host, err := paths.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("Cannot determine this host's name: %w", err)
+	}
+	if err := registry.CheckHostname(host); err != nil {
+		return "", fmt.Errorf("Cannot pair: %w", err)
+	}
+	return host, nil
+}
+
 // pairingChild is the detached helper: submit, report the id, wait, store.
 func pairingChild(e *env, c *cli.Context) error {
 	fd, err := strconv.Atoi(c.String(pairingChildFlag))
@@ -298,9 +313,9 @@ func pairingChild(e *env, c *cli.Context) error {
 		report("error", err.Error())
 		return err
 	}
-	host, err := paths.Hostname()
+	host, err := pairingHostname()
 	if err != nil {
-		report("error", fmt.Sprintf("Cannot determine this host's name: %v", err))
+		report("error", err.Error())
 		return cliapp.Exit(255, "")
 	}
 	key, csr, err := keyAndCSR(host)
