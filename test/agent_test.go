@@ -373,7 +373,7 @@ func TestAgentRunRefusesWhatIsNotAllowed(t *testing.T) {
 
 func TestAgentRunOutputFloodAndSignals(t *testing.T) {
 	t.Parallel()
-	const size = 8 << 20
+	const size = 4 << 20 // under the default max_output of 5 MiB
 	a := startAgentProc(t, agentOpts{scripts: map[string]string{
 		"flood":  fmt.Sprintf("#!/bin/sh\nhead -c %d /dev/zero | tr '\\0' o &\nhead -c %d /dev/zero | tr '\\0' e >&2\nwait\nexit 4\n", size, size),
 		"killed": "#!/bin/sh\necho before\nkill -KILL $$\n",

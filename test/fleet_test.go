@@ -306,6 +306,8 @@ var fleetScripts = map[string]string{
 	"context": "#!/bin/sh\ncat\n", // echoes the stdin context (it carries the token)
 	// hold waits until the file named by its argument exists (at most 60 s).
 	"hold": "#!/bin/sh\ni=0\nwhile [ ! -e \"$1\" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\necho held\n",
+	// flood prints $1 bytes of "o" on stdout.
+	"flood": "#!/bin/sh\nhead -c \"$1\" /dev/zero | tr '\\0' o\n",
 }
 
 // startRealAgent launches a real agent and waits until it listens.

@@ -28,6 +28,13 @@ func DefaultRateProbe() RateSpec { return RateSpec{Limit: 3, Window: 600, Block:
 // DefaultStdinTimeout is how long, in seconds, a script gets to take its stdin context.
 const DefaultStdinTimeout = 10
 
+// DefaultMaxOutput is max_output when agent.conf sets none: the bytes kept
+// of each of a script's stdout and stderr. A Go control host refuses a reply
+// over 64 MiB (wire.MaxClientBody); two streams of 5 MiB, each byte escaped
+// in JSON to at most 6 (\u0001), plus the script and reqid echoed from a
+// request of at most 1 MiB, stay under it (pinned by a test in roles/agent).
+const DefaultMaxOutput = 5 << 20
+
 // Agent is agent.conf (SPEC §6.2).
 type Agent struct {
 	Path string // the file it was read from
@@ -50,6 +57,9 @@ type Agent struct {
 	RevokedSerials string
 	SerialPath     string // dispatcher_serial_path: the stored ctrl-exec serial
 	StdinTimeout   int    // seconds
+	// MaxOutput is max_output, a Go addition (Perl agents ignore the key):
+	// bytes kept per output stream of a script, first and last halves.
+	MaxOutput int
 
 	LogFormat string // Go-only: "json" for JSON log events (pkg/logx); "" = ACTION= lines
 
@@ -171,6 +181,7 @@ func agentFrom(path string, p paths.Paths, s *store) (*Agent, []Warning, error) 
 		RevokedSerials: s.str("revoked_serials", p.RevokedSerials()),
 		SerialPath:     s.str("dispatcher_serial_path", p.AgentSerial()),
 		StdinTimeout:   s.number("stdin_timeout", DefaultStdinTimeout, "a whole number", nil, &warns),
+		MaxOutput:      s.number("max_output", DefaultMaxOutput, "a byte count above 0", func(n int) bool { return n > 0 }, &warns),
 		Tags:           s.tags(),
 		Raw:            s.raw(),
 		LogFormat:      s.str("log_format", ""),

@@ -21,8 +21,9 @@ func defaultAgent(path string, p paths.Paths) *Agent {
 		Path: path, Port: 7443, Cert: "/a.crt", Key: "/a.key", CA: "/ca.crt",
 		RateVolume: RateSpec{10, 60, 300}, RateProbe: RateSpec{3, 600, 3600},
 		RevokedSerials: p.RevokedSerials(), SerialPath: p.AgentSerial(), StdinTimeout: 10,
-		Tags: map[string]string{},
-		Raw:  map[string]string{"port": "7443", "cert": "/a.crt", "key": "/a.key", "ca": "/ca.crt"},
+		MaxOutput: DefaultMaxOutput,
+		Tags:      map[string]string{},
+		Raw:       map[string]string{"port": "7443", "cert": "/a.crt", "key": "/a.key", "ca": "/ca.crt"},
 	}
 }
 
@@ -113,6 +114,17 @@ func TestLoadAgent(t *testing.T) {
 			content: agentIdentity + "stdin_timeout = 10s\n",
 			edit:    func(a *Agent) { a.Raw["stdin_timeout"] = "10s" },
 			warns:   []Warning{{Key: "stdin_timeout", Msg: "%s line 5: '10s' is not a whole number - using default 10"}},
+		},
+		{
+			name:    "max_output",
+			content: agentIdentity + "max_output = 65536\n",
+			edit:    func(a *Agent) { a.MaxOutput, a.Raw["max_output"] = 65536, "65536" },
+		},
+		{
+			name:    "max_output of 0 warns and keeps the default",
+			content: agentIdentity + "max_output = 0\n",
+			edit:    func(a *Agent) { a.Raw["max_output"] = "0" },
+			warns:   []Warning{{Key: "max_output", Msg: "%s line 5: '0' is not a byte count above 0 - using default 5242880"}},
 		},
 		{
 			name:    "script_dirs: empty items dropped, trailing slashes kept",

@@ -7,7 +7,6 @@
 package spawn
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +52,10 @@ type Cmd struct {
 	StdinTimeout time.Duration
 	// DiscardOutput sends stdout and stderr to /dev/null (auth hooks).
 	DiscardOutput bool
+	// MaxOutput bounds what is kept of each of stdout and stderr (0 = all).
+	// A longer stream keeps its first and last halves joined by CutMarker,
+	// so memory stays bounded whatever the child prints.
+	MaxOutput int
 }
 
 // Result is the outcome of Run.
@@ -65,9 +68,12 @@ type Result struct {
 	// cancellation, see Canceled).
 	Signaled bool
 	Signal   syscall.Signal
-	// Stdout and Stderr are the raw output (nil with DiscardOutput). On
-	// ExitExecFailed and ExitNoStart, Stderr carries the error text.
+	// Stdout and Stderr are the raw output (nil with DiscardOutput), cut to
+	// MaxOutput. On ExitExecFailed and ExitNoStart, Stderr carries the
+	// error text.
 	Stdout, Stderr []byte
+	// StdoutCut and StderrCut count the bytes MaxOutput cut from each.
+	StdoutCut, StderrCut int64
 	// StdinTimedOut reports that StdinTimeout cut the write short, leaving
 	// StdinUnwritten bytes unwritten. A child that exits without reading
 	// (EPIPE) is not a timeout.
@@ -119,11 +125,11 @@ func Run(ctx context.Context, cmd Cmd) Result {
 
 	var res Result
 	var wg sync.WaitGroup
-	var stdout, stderr bytes.Buffer
+	stdout, stderr := &capture{limit: cmd.MaxOutput}, &capture{limit: cmd.MaxOutput}
 	if !cmd.DiscardOutput {
 		wg.Add(2)
-		go func() { defer wg.Done(); _, _ = io.Copy(&stdout, p.stdoutR) }()
-		go func() { defer wg.Done(); _, _ = io.Copy(&stderr, p.stderrR) }()
+		go func() { defer wg.Done(); _, _ = io.Copy(stdout, p.stdoutR) }()
+		go func() { defer wg.Done(); _, _ = io.Copy(stderr, p.stderrR) }()
 	}
 	wg.Add(1)
 	go func() {
@@ -157,7 +163,8 @@ func Run(ctx context.Context, cmd Cmd) Result {
 	}
 
 	if !cmd.DiscardOutput {
-		res.Stdout, res.Stderr = stdout.Bytes(), stderr.Bytes()
+		res.Stdout, res.StdoutCut = stdout.bytes()
+		res.Stderr, res.StderrCut = stderr.bytes()
 	}
 	switch {
 	case werr != nil:

@@ -152,6 +152,7 @@ func (s *Server) handleRun(ctx context.Context, c *call) reply {
 		Env:          os.Environ(),
 		Stdin:        stdin,
 		StdinTimeout: time.Duration(c.rt.cfg.StdinTimeout) * time.Second,
+		MaxOutput:    c.rt.cfg.MaxOutput,
 	})
 	if res.StdinTimedOut {
 		s.log.Warn().Int("BYTES", res.StdinUnwritten).Msg("stdin-timeout")

@@ -3,12 +3,16 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/spawn"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 const echoScript = "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done\ncat >&2\n"
@@ -378,4 +382,43 @@ func quoteIfSpace(s string) string {
 		return `"` + s + `"`
 	}
 	return s
+}
+
+// The default max_output keeps the largest /run reply under what a Go
+// control host reads (wire.MaxClientBody): both streams at the cap with the
+// marker, every byte in JSON's longest escaped form, and script and reqid
+// echoed from the largest request the agent reads.
+func TestDefaultMaxOutputFitsTheControlHost(t *testing.T) {
+	widest := 0 // bytes of JSON per byte of output, after the UTF-8 repair the reply applies
+	for b := 0; b < 256; b++ {
+		widest = max(widest, len(wire.JSON(spawn.ValidUTF8([]byte{byte(b)})))-2)
+	}
+	for _, r := range []rune{'\u2028', '\u2029', '\ufffd'} { // 3 bytes each
+		widest = max(widest, (len(wire.JSON(string(r)))-2+2)/3)
+	}
+	stream := config.DefaultMaxOutput + len(spawn.CutMarker(math.MaxInt64))
+	echo := 2 * int(wire.AgentLimits().MaxBody) // decoded, then re-encoded at most twice as long
+	reply := 2*stream*widest + echo + 256
+	if reply >= wire.MaxClientBody {
+		t.Errorf("worst /run reply %d bytes (%d per output byte), control hosts read at most %d", reply, widest, wire.MaxClientBody)
+	}
+}
+
+// A script printing more than max_output gets its first and last halves
+// back around the marker, on both streams.
+func TestRunOutputIsCutToMaxOutput(t *testing.T) {
+	a := startAgent(t, setup{
+		conf:    "max_output = 1000\n",
+		scripts: map[string]string{"flood": "#!/bin/sh\nhead -c 100000 /dev/zero | tr '\\0' o\necho end\nhead -c 3000 /dev/zero | tr '\\0' e >&2\n"},
+	})
+	_, body := a.mustDo(t, a.certs.control, "POST", "/run", runBody(t, map[string]any{"script": "flood", "reqid": "f"}))
+	got := decode(t, body)
+	want := map[string]any{
+		"script": "flood", "exit": 0.0, "reqid": "f",
+		"stdout": strings.Repeat("o", 500) + spawn.CutMarker(100004-1000) + strings.Repeat("o", 496) + "end\n",
+		"stderr": strings.Repeat("e", 500) + spawn.CutMarker(2000) + strings.Repeat("e", 500),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("reply (-want +got):\n%s", diff)
+	}
 }
