@@ -54,6 +54,10 @@ type Client struct {
 	// Concurrency bounds the connections open at once (0: 256). Every host
 	// of a call is still contacted in the same call.
 	Concurrency int
+	// OutputBudget bounds the reply bytes one Run keeps across all its
+	// hosts (0: DefaultOutputBudget, negative: no bound). A reply that would
+	// go over it is not read; its host gets an OutputBudgetError result.
+	OutputBudget int64
 
 	Log zerolog.Logger
 	Now func() time.Time // clock for rtt (nil: time.Now)
@@ -183,9 +187,10 @@ func (c *Client) Run(ctx context.Context, req RunRequest) ([]RunResult, error) {
 	c.Log.Info().Str("SCRIPT", req.Script).Str("HOSTS", strings.Join(req.Hosts, ",")).
 		Str("REQID", reqid).Msg("dispatch")
 
+	budget := newOutputBudget(c.OutputBudget)
 	results := make([]RunResult, len(targets))
 	c.each(ctx, len(targets), func(ctx context.Context, i int) {
-		results[i] = c.runOne(ctx, cfg, targets[i], req.Script, reqid, body)
+		results[i] = c.runOne(ctx, cfg, targets[i], req.Script, reqid, body, budget)
 	}, func(i int, why error) {
 		results[i] = skippedRun(targets[i], req.Script, reqid, why)
 	}, func(i int) bool {
@@ -197,8 +202,8 @@ func (c *Client) Run(ctx context.Context, req RunRequest) ([]RunResult, error) {
 	return results, nil
 }
 
-func (c *Client) runOne(ctx context.Context, cfg *tls.Config, t Target, script, reqid string, body []byte) RunResult {
-	rep, err := c.exchange(ctx, cfg, t, "POST", "/run", body)
+func (c *Client) runOne(ctx context.Context, cfg *tls.Config, t Target, script, reqid string, body []byte, budget *outputBudget) RunResult {
+	rep, err := c.exchangeWithin(ctx, cfg, t, "POST", "/run", body, budget.reserve)
 	rtt := formatRTT(rep.RTT)
 	res := RunResult{Target: t}
 	if err != nil || !rep.OK() {
@@ -236,6 +241,10 @@ func (c *Client) runOne(ctx context.Context, cfg *tls.Config, t Target, script, 
 
 // runError is the error text of a failed run (§10.3), timeouts included.
 func (c *Client) runError(rep Reply, err error) string {
+	var over *OutputBudgetError
+	if errors.As(err, &over) {
+		return over.Error()
+	}
 	msg := failureText(rep, err)
 	if err == nil && (rep.Status == 403 || rep.Status == 413) {
 		return msg

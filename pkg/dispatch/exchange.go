@@ -140,6 +140,12 @@ func earliest(a, b time.Time) time.Time {
 // exchange makes one request to t over a fresh mTLS connection and reads the
 // whole reply, all within c's per-host deadline. Cancelling ctx ends it too.
 func (c *Client) exchange(ctx context.Context, cfg *tls.Config, t Target, method, path string, body []byte) (Reply, error) {
+	return c.exchangeWithin(ctx, cfg, t, method, path, body, nil)
+}
+
+// exchangeWithin is exchange with the reply body's bytes reserved from a
+// budget before they are read (see wire.ReadClientResponseWithin).
+func (c *Client) exchangeWithin(ctx context.Context, cfg *tls.Config, t Target, method, path string, body []byte, reserve func(int64) error) (Reply, error) {
 	start := c.now()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
@@ -183,7 +189,7 @@ func (c *Client) exchange(ctx context.Context, cfg *tls.Config, t Target, method
 		}
 		raw.SetReadDeadline(earliest(deadline, time.Now().Add(answerAfterWriteError)))
 	}
-	status, line, respBody, err := wire.ReadClientResponse(bufio.NewReaderSize(conn, 16<<10))
+	status, line, respBody, err := wire.ReadClientResponseWithin(bufio.NewReaderSize(conn, 16<<10), reserve)
 	if err != nil {
 		if remoteAlert(err) != nil {
 			return fail(PhaseConnect, err)

@@ -46,6 +46,17 @@ func WriteClientRequest(w io.Writer, method, path, host string, body []byte) err
 // else everything up to end of input; over MaxClientBody is an error.
 // Chunked encoding is not understood (agents never send it).
 func ReadClientResponse(br *bufio.Reader) (status int, statusLine string, body []byte, err error) {
+	return ReadClientResponseWithin(br, nil)
+}
+
+// ReadClientResponseWithin is ReadClientResponse that asks reserve for the
+// body's bytes before keeping them: once for the whole Content-Length before
+// reading it, or chunk by chunk without one. An error from reserve ends the
+// read unread and comes back wrapped. A nil reserve allows everything.
+func ReadClientResponseWithin(br *bufio.Reader, reserve func(n int64) error) (status int, statusLine string, body []byte, err error) {
+	if reserve == nil {
+		reserve = func(int64) error { return nil }
+	}
 	line, err := readLine(br, maxClientLine)
 	if err != nil {
 		return 0, "", nil, clientHeadErr(line, true, err)
@@ -84,20 +95,48 @@ func ReadClientResponse(br *bufio.Reader) (status int, statusLine string, body [
 		return 0, "", nil, fmt.Errorf("agent response body of %d bytes is over the %d byte limit", length, MaxClientBody)
 	}
 	if length >= 0 {
+		if err := reserve(length); err != nil {
+			return 0, "", nil, fmt.Errorf("agent response body of %d bytes: %w", length, err)
+		}
 		body, err = readBody(br, int(length), "agent response")
 		if err != nil {
 			return 0, "", nil, err
 		}
 		return status, statusLine, body, nil
 	}
-	body, err = io.ReadAll(io.LimitReader(br, MaxClientBody+1))
+	body, err = readToEOF(br, reserve)
 	if err != nil {
-		return 0, "", nil, fmt.Errorf("read agent response body: %w", err)
-	}
-	if len(body) > MaxClientBody {
-		return 0, "", nil, fmt.Errorf("agent response body is over the %d byte limit", MaxClientBody)
+		return 0, "", nil, err
 	}
 	return status, statusLine, body, nil
+}
+
+// readToEOF reads a body without Content-Length, at most MaxClientBody,
+// reserving each chunk before keeping it.
+func readToEOF(r io.Reader, reserve func(int64) error) ([]byte, error) {
+	var body []byte
+	chunk := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(chunk)
+		if n > 0 {
+			if len(body)+n > MaxClientBody {
+				return nil, fmt.Errorf("agent response body is over the %d byte limit", MaxClientBody)
+			}
+			if rerr := reserve(int64(n)); rerr != nil {
+				return nil, fmt.Errorf("agent response body over %d bytes: %w", len(body)+n, rerr)
+			}
+			body = append(body, chunk[:n]...)
+		}
+		if err == io.EOF {
+			if body == nil {
+				body = []byte{}
+			}
+			return body, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read agent response body: %w", err)
+		}
+	}
 }
 
 func clientHeadErr(line []byte, first bool, err error) error {
