@@ -30,6 +30,10 @@ const (
 	// each response write. Upstream has none; a silent client then held a
 	// handler for ever.
 	DefaultIOTimeout = 60 * time.Second
+	// DefaultMaxConns, plus MaxQueue for the agents waiting for an answer,
+	// bounds the connections handled at once; upstream has no bound and the
+	// agent-side rate limiter does not protect this port.
+	DefaultMaxConns = 64
 )
 
 // Server is the pairing-mode connection handler (§11.4).
@@ -39,8 +43,14 @@ type Server struct {
 	PollInterval time.Duration // how often the queue is checked for an answer
 	Window       time.Duration // how long an agent waits for an answer
 	IOTimeout    time.Duration
-	Now          func() time.Time // timestamps of queued requests; nil = time.Now
-	Log          zerolog.Logger
+	// MaxConns bounds the connections handled at once (0: DefaultMaxConns +
+	// MaxQueue). Beyond it a new connection sheds the one that has spent
+	// longest in its handshake or request; agents waiting for an answer are
+	// never shed.
+	MaxConns  int
+	ShedAfter time.Duration    // see netserve.Pool; 0 = its default
+	Now       func() time.Time // timestamps of queued requests; nil = time.Now
+	Log       zerolog.Logger
 	// Out gets the "Pairing request queued: …" line of each request; nil = none.
 	Out io.Writer
 	// Notify, if set, runs after each connection got its first answer
@@ -57,8 +67,22 @@ type Server struct {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	n := s.MaxConns
+	if n <= 0 {
+		n = DefaultMaxConns + s.MaxQueue
+	}
+	pool := netserve.NewPool(n)
+	pool.ShedAfter = s.ShedAfter
 	err := netserve.AcceptLoop(ctx, ln, func(conn net.Conn) {
-		wg.Go(func() { s.Handle(ctx, conn) })
+		slot, ok := pool.Admit(ctx, conn)
+		if !ok {
+			conn.Close()
+			return
+		}
+		wg.Go(func() {
+			defer slot.Release()
+			s.Handle(ctx, conn, slot)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("pairing listener: %w", err)
@@ -69,8 +93,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Handle serves one agent connection: read and check its request, queue
 // it, answer "pending", then wait for an approval or denial and deliver it.
 // It returns when the exchange is over, the agent hangs up, or ctx ends, and
-// it always closes conn and removes the request's queue files it owns.
-func (s *Server) Handle(ctx context.Context, conn net.Conn) {
+// it always closes conn and removes the request's queue files it owns. The
+// connection holds slot, sheddable until its request is read.
+func (s *Server) Handle(ctx context.Context, conn net.Conn, slot *netserve.Slot) {
 	defer conn.Close()
 	ip := wire.NormalizeIP(conn.RemoteAddr().String())
 	// Until the request is queued, a shutdown simply cuts the connection.
@@ -80,7 +105,7 @@ func (s *Server) Handle(ctx context.Context, conn net.Conn) {
 		close(cut)
 	})
 	defer unwatch()
-	conn.SetDeadline(time.Now().Add(s.ioTimeout()))
+	slot.SetDeadline(time.Now().Add(s.ioTimeout()))
 	if tc, ok := conn.(*tls.Conn); ok {
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return // a port probe or a client that is not a pairing agent
@@ -88,6 +113,9 @@ func (s *Server) Handle(ctx context.Context, conn net.Conn) {
 	}
 	br := bufio.NewReader(conn)
 	body, err := wire.ReadPairingRequest(br)
+	if !slot.Read() {
+		return // shed for a newer connection
+	}
 	if err != nil {
 		s.refuse(conn, ip, ReasonInvalid, "invalid-request", err)
 		return

@@ -473,3 +473,43 @@ func TestPairingStatusNotPaired(t *testing.T) {
 		t.Errorf("Status = %v, diff %s", paired, diff)
 	}
 }
+
+// The pairing server caps its connections: idle clients beyond MaxConns are
+// shed, oldest first, and a real agent is queued. The I/O deadline is an
+// hour, so only shedding cuts them.
+func TestServerConnectionCapShedsIdleClients(t *testing.T) {
+	const maxConns, idle = 3, 10
+	c := newControl(t)
+	srv, _ := newServer(c)
+	srv.MaxConns, srv.ShedAfter, srv.IOTimeout = maxConns, -1, time.Hour
+	port, _ := c.listen(t, srv)
+
+	var conns []net.Conn
+	for range idle {
+		conn, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conns = append(conns, conn)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // failure detection only
+	defer cancel()
+	p, err := (&Client{}).Submit(ctx, "127.0.0.1", port, submission(t, "web-01"))
+	if err != nil {
+		t.Fatalf("submit behind %d idle clients: %v", idle, err)
+	}
+	if _, err := c.queue.Get(p.ReqID); err != nil {
+		t.Errorf("not queued: %v", err)
+	}
+	cut := 0
+	for _, conn := range conns {
+		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := conn.Read(make([]byte, 1)); n == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
+			cut++
+		}
+	}
+	if cut < idle-(maxConns-1) {
+		t.Errorf("%d of %d idle clients cut, want at least %d", cut, idle, idle-(maxConns-1))
+	}
+}

@@ -97,6 +97,21 @@ type Request struct {
 // Protocol problems come back as a *RequestError (one of the Err values);
 // any other error is an I/O failure to answer with silence.
 func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
+	req, err := ReadRequestHead(r, lim)
+	if err != nil {
+		return nil, err
+	}
+	if err := ReadRequestBody(r, req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// ReadRequestHead is the first part of ReadRequest: the request line and
+// headers, with ContentLength set (already checked against lim.MaxBody) and
+// no Body yet. A server bounds the head and the body with different
+// deadlines by reading them apart.
+func ReadRequestHead(r *bufio.Reader, lim Limits) (*Request, error) {
 	line, err := readLine(r, lim.MaxLineBytes)
 	switch {
 	case errors.Is(err, errLineTooLong):
@@ -149,17 +164,24 @@ func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
 		return nil, ErrTooLarge
 	}
 	req.ContentLength = n
-	if n == 0 {
-		return req, nil
+	return req, nil
+}
+
+// ReadRequestBody reads the ContentLength body bytes of a request whose
+// head ReadRequestHead returned.
+func ReadRequestBody(r *bufio.Reader, req *Request) error {
+	if req.ContentLength == 0 {
+		return nil
 	}
-	req.Body, err = readBody(r, int(n), "request")
+	body, err := readBody(r, int(req.ContentLength), "request")
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return nil, ErrIncompleteBody
+		return ErrIncompleteBody
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return req, nil
+	req.Body = body
+	return nil
 }
 
 var errLineTooLong = errors.New("line too long")

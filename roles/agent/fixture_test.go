@@ -128,6 +128,8 @@ type setup struct {
 	noSerial  bool              // store no ctrl-exec serial
 	timeouts  Timeouts
 	now       func() time.Time // nil = the wall clock
+	maxConns  int              // 0 = DefaultMaxConns
+	shedAfter time.Duration
 }
 
 // testAgent is a Server on 127.0.0.1:0 in a temp dir.
@@ -183,6 +185,8 @@ func startAgent(t *testing.T, s setup) *testAgent {
 		Hostname:      "agent-test",
 		Version:       "9.9.9-test",
 		Timeouts:      timeouts,
+		MaxConns:      s.maxConns,
+		ShedAfter:     s.shedAfter,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,17 @@ type ServerOptions struct {
 	Hostname      string    // "host" in /ping and /capabilities
 	Version       string
 	Timeouts      Timeouts
+	// MaxConns bounds the connections handled at once (0: DefaultMaxConns),
+	// whatever the rate limiter says (it can be off). Beyond it a new
+	// connection sheds the one that has spent longest in its handshake or
+	// request; connections whose script runs are never shed.
+	MaxConns  int
+	ShedAfter time.Duration // see netserve.Pool; 0 = its default
 }
+
+// DefaultMaxConns is the agent's connection cap: far above any control
+// host's fan-out to one agent, far below what exhausts the process.
+const DefaultMaxConns = 512
 
 // Server is the agent's mTLS server on port 7443 (SPEC §9): one goroutine
 // per connection, one request per connection.
@@ -60,6 +70,7 @@ type Server struct {
 	stderr                    io.Writer
 	hostname, version         string
 	timeouts                  Timeouts
+	pool                      *netserve.Pool
 
 	identity *tlsx.Identity
 	// identityMu serialises identity swaps: a SIGHUP reload and a
@@ -85,11 +96,16 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if o.Timeouts == (Timeouts{}) {
 		o.Timeouts = DefaultTimeouts()
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
 	s := &Server{
 		configPath: o.ConfigPath, allowlistPath: o.AllowlistPath, paths: o.Paths,
 		log: o.Log, now: o.Now, stderr: o.Stderr,
 		hostname: o.Hostname, version: o.Version, timeouts: o.Timeouts,
+		pool: netserve.NewPool(o.MaxConns),
 	}
+	s.pool.ShedAfter = o.ShedAfter
 	s.serial.stderr = o.Stderr
 	s.routes = s.routeTable()
 
@@ -136,7 +152,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var conns sync.WaitGroup
 	var serveErr error
 	if err := netserve.AcceptLoop(ctx, ln, func(c net.Conn) {
-		conns.Go(func() { s.serveConn(ctx, c) })
+		slot, ok := s.pool.Admit(ctx, c)
+		if !ok {
+			c.Close()
+			return
+		}
+		conns.Go(func() {
+			defer slot.Release()
+			s.serveConn(ctx, c, slot)
+		})
 	}); err != nil {
 		s.log.Error().Str("PEER", "unknown").Str("REASON", err.Error()).Msg("accept-fatal")
 		serveErr = fmt.Errorf("accepting connections on %s: %w", ln.Addr(), err)
@@ -187,7 +211,7 @@ func (g *connGuard) enter() bool {
 }
 
 // serveConn runs the connection pipeline of SPEC §9.1 for one connection.
-func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
+func (s *Server) serveConn(ctx context.Context, raw net.Conn, slot *netserve.Slot) {
 	defer raw.Close()
 	guard := &connGuard{conn: raw}
 	stop := context.AfterFunc(ctx, guard.closeIfIdle)
@@ -205,11 +229,11 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		return
 	}
 
-	_ = raw.SetDeadline(time.Now().Add(s.timeouts.Handshake))
+	slot.SetDeadline(time.Now().Add(s.timeouts.Handshake))
 	conn, err := tlsx.ServerHandshake(ctx, raw, s.tlsConfig)
 	if err != nil {
-		if ctx.Err() != nil || errors.Is(err, tlsx.ErrPortCheck) {
-			return
+		if ctx.Err() != nil || errors.Is(err, tlsx.ErrPortCheck) || slot.Shed() {
+			return // a shed connection is the cap's doing, not a probe
 		}
 		rt.limiter.RecordFailure(peer)
 		s.log.Warn().Str("PEER", peer).Str("REASON", err.Error()).Msg("tls-failure")
@@ -234,7 +258,7 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		return
 	}
 
-	_ = raw.SetDeadline(time.Now().Add(s.timeouts.Request))
+	slot.SetDeadline(time.Now().Add(s.timeouts.Request))
 	req, err := wire.ReadRequest(bufio.NewReader(conn), wire.AgentLimits())
 	if err != nil {
 		var re *wire.RequestError
@@ -242,6 +266,9 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 			s.respond(raw, conn, reply{re.Status, errorBody(re.Msg)})
 			wire.Linger(conn, wire.LingerBytes, wire.LingerWait)
 		}
+		return
+	}
+	if !slot.Read() {
 		return
 	}
 	_ = raw.SetDeadline(time.Time{}) // the script may run as long as it likes

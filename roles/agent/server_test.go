@@ -588,3 +588,44 @@ func waitFile(t *testing.T, path string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// The agent caps its connections even with the rate limiter off: idle
+// clients beyond MaxConns are shed, oldest first, and a real request is
+// served. The handshake deadline is an hour, so only shedding cuts them.
+func TestServerConnectionCapShedsIdleClients(t *testing.T) {
+	const maxConns, idle = 4, 12
+	a := startAgent(t, setup{
+		maxConns: maxConns, shedAfter: -1,
+		timeouts: Timeouts{Handshake: time.Hour, Request: time.Hour, Response: time.Minute, Shutdown: time.Second},
+	})
+	var conns []net.Conn
+	for range idle {
+		c, err := net.Dial("tcp", a.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	if status, _ := a.mustDo(t, a.certs.control, "POST", "/ping", `{}`); status != "200 OK" {
+		t.Fatalf("ping behind %d idle clients: %s", idle, status)
+	}
+	cut := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := c.Read(make([]byte, 1)); n == 0 && !isTimeout(err) {
+			cut++
+		}
+	}
+	if cut < idle-(maxConns-1) {
+		t.Errorf("%d of %d idle clients cut, want at least %d", cut, idle, idle-(maxConns-1))
+	}
+	if a.hasLog("ACTION=tls-failure") {
+		t.Errorf("shed connections logged as handshake failures:\n%s", a.log)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}

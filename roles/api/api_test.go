@@ -212,6 +212,12 @@ func startTestServer(t *testing.T, f fleet, conf *config.Control) (url string, s
 // startServer is startTestServer that also returns the Server.
 func startServer(t *testing.T, f fleet, conf *config.Control) (srv *Server, url string, stop func()) {
 	t.Helper()
+	return startServerLimits(t, f, conf, connLimits{})
+}
+
+// startServerLimits is startServer with connection limits.
+func startServerLimits(t *testing.T, f fleet, conf *config.Control, limits connLimits) (srv *Server, url string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -219,7 +225,7 @@ func startServer(t *testing.T, f fleet, conf *config.Control) (srv *Server, url 
 	if conf.APIAuthDefault == "" {
 		conf.APIAuthDefault = "allow"
 	}
-	srv = newServer(serverDeps{conf: conf, paths: paths.Paths{Root: t.TempDir()}, log: zerolog.Nop(), now: time.Now, fleet: f, version: "test", commit: "abc", goVer: "go1"})
+	srv = newServer(serverDeps{conf: conf, paths: paths.Paths{Root: t.TempDir()}, log: zerolog.Nop(), now: time.Now, fleet: f, version: "test", commit: "abc", goVer: "go1", limits: limits})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
@@ -311,7 +317,7 @@ func TestAPIServeDrainsOnStop(t *testing.T) {
 	}
 	select {
 	case <-stopped:
-	case <-time.After(requestTimeout / 2):
+	case <-time.After(defaultConnLimits().HeadTimeout / 2):
 		t.Fatal("Serve still waits for a client that never sent a request")
 	}
 }

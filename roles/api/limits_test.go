@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,40 +16,28 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 )
 
-// unread is how many connections the server is reading a request from.
-func (s *Server) unread() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.reading)
-}
-
-// Many slow clients hold at most connsPerSlot×api_max_inflight connections;
-// the others, and a well-behaved client behind them, wait to be accepted
-// and are served once the slow ones go.
-func TestAPIConnectionCapHoldsOffSlowClients(t *testing.T) {
-	srv, url, _ := startServer(t, &fakeFleet{}, &config.Control{APIMaxInflight: 2})
+// Many slow clients cannot starve the API: with every connection slot held
+// by a client still sending its headers, a new client sheds the one that has
+// been reading longest and is served. Head and body deadlines are an hour
+// here, so only shedding can explain the answer.
+func TestAPISlowClientsAreShed(t *testing.T) {
+	const maxConns, slow = 4, 30
+	srv, url, _ := startServerLimits(t, &fakeFleet{}, &config.Control{}, connLimits{
+		HeadTimeout: time.Hour, BodyTimeout: time.Hour, MaxConns: maxConns, ShedAfter: -1,
+	})
 	addr := strings.TrimPrefix(url, "http://")
-	const capacity = connsPerSlot * 2
 
-	var slow []net.Conn
-	for range 30 {
+	var dribblers []net.Conn
+	for range slow {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := c.Write([]byte("GET /health HTTP/1.0\r\n")); err != nil {
+		if _, err := c.Write([]byte("GET /health HTTP/1.0\r\nX-Slow: ")); err != nil {
 			t.Fatal(err)
 		}
-		slow = append(slow, c)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for srv.unread() < capacity && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond) // room for any connection beyond the cap to be taken on
-	if n := srv.unread(); n != capacity {
-		t.Fatalf("%d connections taken on at once, want %d", n, capacity)
+		dribblers = append(dribblers, c)
 	}
 
 	fast, err := net.Dial("tcp", addr)
@@ -57,23 +46,82 @@ func TestAPIConnectionCapHoldsOffSlowClients(t *testing.T) {
 	}
 	defer fast.Close()
 	fast.Write([]byte("GET /health HTTP/1.0\r\n\r\n"))
-	fast.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if n, err := fast.Read(make([]byte, 1)); n != 0 || !isTimeout(err) {
-		t.Fatalf("served while every connection slot was taken: n=%d err=%v", n, err)
-	}
-
-	for _, c := range slow {
-		c.Close()
-	}
-	fast.SetReadDeadline(time.Now().Add(10 * time.Second))
+	fast.SetReadDeadline(time.Now().Add(20 * time.Second)) // failure detection only
 	resp, err := http.ReadResponse(bufio.NewReader(fast), nil)
 	if err != nil {
-		t.Fatalf("after the slow clients left: %v", err)
+		t.Fatalf("a normal request behind %d slow clients: %v", slow, err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("status %d", resp.StatusCode)
 	}
+
+	// Every slow client but the maxConns-1 still holding a slot was cut
+	// without an answer.
+	cut := 0
+	for _, c := range dribblers {
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, err := c.Read(make([]byte, 1))
+		if n == 0 && !isTimeout(err) {
+			cut++
+		}
+	}
+	if cut < slow-(maxConns-1) {
+		t.Errorf("%d of %d slow clients cut, want at least %d", cut, slow, slow-(maxConns-1))
+	}
+	if n := srv.pool.Reading(); n > maxConns {
+		t.Errorf("%d connections reading at once, cap %d", n, maxConns)
+	}
+}
+
+// A client that keeps sending header bytes is cut when HeadTimeout has
+// passed, however steadily it sends; a client whose headers are in gets
+// BodyTimeout for its body instead.
+func TestAPIHeadAndBodyDeadlines(t *testing.T) {
+	closedWithoutAnswer := func(t *testing.T, c net.Conn) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second)) // failure detection only
+		got, err := io.ReadAll(c)
+		if isTimeout(err) || len(got) != 0 {
+			t.Errorf("connection not cut: read %q, %v", got, err)
+		}
+	}
+
+	t.Run("head", func(t *testing.T) {
+		_, url, _ := startServerLimits(t, &fakeFleet{}, &config.Control{}, connLimits{HeadTimeout: 300 * time.Millisecond, BodyTimeout: time.Hour})
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("GET /health HTTP/1.0\r\nX-Slow: "))
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() { // a byte every 20 ms, for ever
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+					if _, err := c.Write([]byte("x")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		closedWithoutAnswer(t, c)
+	})
+
+	t.Run("body", func(t *testing.T) {
+		_, url, _ := startServerLimits(t, &fakeFleet{}, &config.Control{}, connLimits{HeadTimeout: time.Hour, BodyTimeout: 300 * time.Millisecond})
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("POST /ping HTTP/1.0\r\nContent-Length: 10\r\n\r\n{"))
+		closedWithoutAnswer(t, c)
+	})
 }
 
 func isTimeout(err error) bool {

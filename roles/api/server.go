@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -22,12 +23,30 @@ import (
 // Connection and shutdown bounds. Operations themselves are bounded by the
 // dispatch engine (read_timeout per host) and the auth hook timeout.
 const (
-	requestTimeout = 30 * time.Second // TLS handshake plus the whole request
-	writeTimeout   = 30 * time.Second // the whole response
-	drainTimeout   = 30 * time.Second // in-flight requests at shutdown
-	slotWait       = 5 * time.Second  // waiting for an api_max_inflight slot before 503
-	connsPerSlot   = 4                // connections served at once per api_max_inflight slot
+	writeTimeout = 30 * time.Second // the whole response
+	drainTimeout = 30 * time.Second // in-flight requests at shutdown
+	slotWait     = 5 * time.Second  // waiting for an api_max_inflight slot before 503
+	connsPerSlot = 4                // connections served at once per api_max_inflight slot
 )
+
+// connLimits bound each connection before its request is handled.
+type connLimits struct {
+	// HeadTimeout bounds the TLS handshake and the request line and headers,
+	// from accept: a client dribbling its headers is cut after it, however
+	// steadily it sends.
+	HeadTimeout time.Duration
+	// BodyTimeout bounds the body, once the headers are in.
+	BodyTimeout time.Duration
+	// MaxConns bounds the connections handled at once (0: connsPerSlot ×
+	// api_max_inflight). Beyond it a new connection sheds the one that has
+	// been reading its request longest (see netserve.Pool).
+	MaxConns  int
+	ShedAfter time.Duration // 0: netserve.DefaultShedAfter
+}
+
+func defaultConnLimits() connLimits {
+	return connLimits{HeadTimeout: 5 * time.Second, BodyTimeout: 30 * time.Second}
+}
 
 // serverDeps is everything a Server needs; tests build one directly.
 type serverDeps struct {
@@ -40,24 +59,23 @@ type serverDeps struct {
 	version string
 	commit  string // /health only, with the Go version
 	goVer   string
+	limits  connLimits // zero fields: defaultConnLimits
 }
 
 // Server answers API requests, one per connection, each on its own
 // goroutine so that a slow or silent client never holds up another. Three
 // bounds, all from api_max_inflight (n): n agent-contacting operations (the
 // rest wait briefly, then get 503), n auth hook runs (the rest wait), and
-// connsPerSlot×n connections (the rest wait in the kernel's listen queue).
+// connsPerSlot×n connections (beyond it a new client sheds the slowest
+// reader; with none to shed it waits in the kernel's listen queue).
 type Server struct {
 	serverDeps
 	store     runStore
 	slots     chan struct{} // api_max_inflight tokens for agent-contacting operations
 	hookSlots chan struct{} // auth hook runs at once
-	connSlots chan struct{} // connections being served at once
+	pool      *netserve.Pool
 	conns     sync.WaitGroup
-
-	mu       sync.Mutex
-	reading  map[net.Conn]struct{} // connections whose request is not read yet
-	stopping bool
+	stopping  atomic.Bool
 }
 
 func newServer(d serverDeps) *Server {
@@ -65,39 +83,54 @@ func newServer(d serverDeps) *Server {
 	if n <= 0 {
 		n = config.DefaultAPIMaxInflight
 	}
+	def := defaultConnLimits()
+	if d.limits.HeadTimeout <= 0 {
+		d.limits.HeadTimeout = def.HeadTimeout
+	}
+	if d.limits.BodyTimeout <= 0 {
+		d.limits.BodyTimeout = def.BodyTimeout
+	}
+	if d.limits.MaxConns <= 0 {
+		d.limits.MaxConns = connsPerSlot * n
+	}
+	pool := netserve.NewPool(d.limits.MaxConns)
+	pool.ShedAfter = d.limits.ShedAfter
 	return &Server{
 		serverDeps: d,
 		store:      runStore{Store: runstore.Store{Dir: d.paths.RunsDir(), Now: d.now}, log: d.log},
 		slots:      make(chan struct{}, n),
 		hookSlots:  make(chan struct{}, n),
-		connSlots:  make(chan struct{}, connsPerSlot*n),
-		reading:    map[net.Conn]struct{}{},
+		pool:       pool,
 	}
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln, lets the
 // requests in progress finish for up to drainTimeout, cancels the rest and
 // returns. The error is nil after a stop by ctx. While every connection slot
-// is taken, Serve accepts nothing: new clients wait in the listen queue
-// rather than being refused (refusing over TLS would cost a handshake).
+// is taken by a request being handled, Serve accepts nothing: new clients
+// wait in the listen queue rather than being refused (refusing over TLS
+// would cost a handshake); a slot held by a client still sending its
+// request is given to the newcomer instead.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// Requests outlive ctx: they are cancelled only when draining times out.
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
 
 	err := netserve.AcceptLoop(ctx, ln, func(conn net.Conn) {
-		select {
-		case s.connSlots <- struct{}{}:
-		case <-ctx.Done():
+		slot, ok := s.pool.Admit(ctx, conn)
+		if !ok {
 			conn.Close()
 			return
 		}
 		s.conns.Go(func() {
-			defer func() { <-s.connSlots }()
-			s.handleConn(reqCtx, conn)
+			defer slot.Release()
+			s.handleConn(reqCtx, conn, slot)
 		})
 	})
-	s.dropUnread()
+	// Connections that have not delivered a request yet (idle or slow
+	// clients) are cut, so they do not hold the stop up for their deadline.
+	s.stopping.Store(true)
+	s.pool.Stop()
 
 	idle := make(chan struct{})
 	go func() { s.conns.Wait(); close(idle) }()
@@ -110,54 +143,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// startReading registers a connection whose request is being read; false
-// when the server is stopping and the connection should just be closed.
-func (s *Server) startReading(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.stopping {
-		return false
-	}
-	s.reading[c] = struct{}{}
-	return true
-}
-
 // isStopping reports a shutdown in progress: failures it causes are not logged.
-func (s *Server) isStopping() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopping
-}
-
-func (s *Server) doneReading(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.reading, c)
-}
-
-// dropUnread ends, at shutdown, the connections that have not delivered a
-// request yet (idle or slow clients), so they do not hold the stop up for
-// their read deadline. Requests already read are left to finish.
-func (s *Server) dropUnread() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.stopping = true
-	for c := range s.reading {
-		c.SetReadDeadline(time.Now())
-	}
-}
+func (s *Server) isStopping() bool { return s.stopping.Load() }
 
 // handleConn serves the one request of a connection.
-func (s *Server) handleConn(ctx context.Context, raw net.Conn) {
+func (s *Server) handleConn(ctx context.Context, raw net.Conn, slot *netserve.Slot) {
 	defer raw.Close()
 	peer := wire.NormalizeIP(raw.RemoteAddr().String())
-	raw.SetReadDeadline(time.Now().Add(requestTimeout))
-	if !s.startReading(raw) {
-		return
-	}
-	req, err := s.readRequest(ctx, raw, peer)
-	s.doneReading(raw)
-	if err != nil {
+	slot.SetReadDeadline(time.Now().Add(s.limits.HeadTimeout))
+	req, err := s.readRequest(ctx, raw, peer, slot)
+	if err != nil || !slot.Read() {
 		return
 	}
 	if r := s.handle(ctx, req.Request, peer); r.stream != nil {
@@ -167,16 +162,18 @@ func (s *Server) handleConn(ctx context.Context, raw net.Conn) {
 	}
 }
 
-// readRequest performs the TLS handshake, if any, and reads the request.
-// Framing errors are answered here (and err is then non-nil too).
-func (s *Server) readRequest(ctx context.Context, raw net.Conn, peer string) (*connRequest, error) {
+// readRequest performs the TLS handshake, if any, and reads the request:
+// handshake and head within HeadTimeout of accept, the body within
+// BodyTimeout of the head. Framing errors are answered here (and err is
+// then non-nil too).
+func (s *Server) readRequest(ctx context.Context, raw net.Conn, peer string, slot *netserve.Slot) (*connRequest, error) {
 	var conn net.Conn = raw
 	if s.tls != nil {
-		hctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		hctx, cancel := context.WithTimeout(ctx, s.limits.HeadTimeout)
 		tc, err := tlsx.ServerHandshake(hctx, raw, s.tls)
 		cancel()
 		if err != nil { // no HTTP answer, as upstream
-			if !errors.Is(err, tlsx.ErrPortCheck) && !s.isStopping() {
+			if !errors.Is(err, tlsx.ErrPortCheck) && !s.isStopping() && !slot.Shed() {
 				s.log.Warn().Str("PEER", peer).Str("REASON", err.Error()).Msg("tls-failure")
 			}
 			return nil, err
@@ -184,7 +181,12 @@ func (s *Server) readRequest(ctx context.Context, raw net.Conn, peer string) (*c
 		conn = tc
 	}
 
-	req, err := wire.ReadRequest(bufio.NewReader(conn), wire.APILimits())
+	br := bufio.NewReader(conn)
+	req, err := wire.ReadRequestHead(br, wire.APILimits())
+	if err == nil {
+		slot.SetReadDeadline(time.Now().Add(s.limits.BodyTimeout))
+		err = wire.ReadRequestBody(br, req)
+	}
 	if err != nil {
 		var re *wire.RequestError
 		if errors.As(err, &re) {
