@@ -72,6 +72,10 @@ func (a *Approver) approveLocked(reqid string) (*Approval, error) {
 		return nil, err
 	}
 	if what, done := a.Queue.answered(reqid); done {
+		if !a.Queue.held(reqid) {
+			return nil, fmt.Errorf("request '%s' was %s, but the pairing-mode holding its agent stopped before delivering the answer: "+
+				"deny it to clear it, then have the agent request pairing again", reqid, what)
+		}
 		return nil, fmt.Errorf("request '%s' is already %s; its answer waits for delivery to the agent", reqid, what)
 	}
 	// A Perl pairing server queues whatever it is sent; re-check here
@@ -114,6 +118,9 @@ func (a *Approver) approveLocked(reqid string) (*Approval, error) {
 		registry.FieldSerialBroadcast:  "",
 		registry.FieldSerialConfirmed:  "",
 		registry.FieldAgentSerial:      pki.SerialHex(cert),
+		// Until a server hands the certificate over (then the mark goes),
+		// list-agents shows this agent as not confirmed.
+		registry.FieldCertDelivery: registry.DeliveryPending,
 	}
 	if dispSerial != "" {
 		rec[registry.FieldSerialStatus] = registry.StatusCurrent
@@ -182,13 +189,23 @@ func (a *Approver) denyLocked(reqid string) (string, error) {
 	if !a.Queue.has(reqid) {
 		return "", &NoRequestError{ReqID: reqid}
 	}
-	if what, done := a.Queue.answered(reqid); done {
-		return "", fmt.Errorf("request '%s' is already %s; its answer waits for delivery to the agent", reqid, what)
-	}
 	host := "?"
 	if req, err := a.Queue.Get(reqid); err == nil && req.Hostname != "" {
 		host = req.Hostname
 	}
+	if what, done := a.Queue.answered(reqid); done {
+		if a.Queue.held(reqid) {
+			return "", fmt.Errorf("request '%s' is already %s; its answer waits for delivery to the agent", reqid, what)
+		}
+		// Its server is gone (killed before delivering): nobody can be
+		// told, so the denial is the clean-up.
+		a.Queue.remove(reqid, extRequest, extApproved, extDenied)
+		DropUndelivered(a.Registry, host, reqid, a.Log)
+		a.Log.Info().Str("AGENT", host).Str("REQID", reqid).Msg("pair-deny")
+		return host, nil
+	}
+	// A record from an approval cut short before its answer was written.
+	DropUndelivered(a.Registry, host, reqid, a.Log)
 	if err := atomicfile.Write(a.Queue.path(reqid, extDenied), deniedBody(ReasonRejected), fileMode); err != nil {
 		return "", fmt.Errorf("write denial for '%s': %w", reqid, err)
 	}
@@ -202,4 +219,74 @@ func (a *Approver) now() time.Time {
 		return time.Now()
 	}
 	return a.Now()
+}
+
+// DropUndelivered removes hostname's registry record if an approval of reqid
+// wrote it and its certificate was never handed over: the agent does not
+// have it. A record of any other pairing is left alone.
+func DropUndelivered(reg *registry.Registry, hostname, reqid string, log zerolog.Logger) {
+	if reg == nil || !registry.ValidHostname(hostname) {
+		return
+	}
+	rec, err := reg.Get(hostname)
+	if err != nil || rec.Get(registry.FieldReqID) != reqid || rec.Get(registry.FieldCertDelivery) != registry.DeliveryPending {
+		return
+	}
+	if _, err := reg.Delete(hostname); err != nil {
+		log.Error().Str("AGENT", hostname).Str("REQID", reqid).Str("ERROR", err.Error()).Msg("registry-error")
+	}
+}
+
+// confirmDelivered clears the delivery mark of hostname's record once the
+// approval of reqid has been handed to the agent.
+func confirmDelivered(reg *registry.Registry, hostname, reqid string, log zerolog.Logger) {
+	if reg == nil || !registry.ValidHostname(hostname) {
+		return
+	}
+	errOther := errors.New("not this approval's record")
+	_, err := reg.Update(hostname, func(rec registry.Record) error {
+		if rec.Get(registry.FieldReqID) != reqid {
+			return errOther // missing, or re-paired since
+		}
+		delete(rec, registry.FieldCertDelivery)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errOther) {
+		log.Error().Str("AGENT", hostname).Str("REQID", reqid).Str("ERROR", err.Error()).Msg("registry-error")
+	}
+}
+
+// RecoverOrphans clears, when pairing-mode starts, the approved requests no
+// live server holds: their agents' connections died with the pairing-mode
+// that queued them (say it was killed), so the approval can never reach
+// them. Their queue files go, and so does the registry record of the
+// certificate never delivered. Unanswered requests are left to approve,
+// deny or stale expiry, as upstream. It returns how many it cleared.
+func RecoverOrphans(q *Queue, reg *registry.Registry, log zerolog.Logger) int {
+	n := 0
+	atomicfile.WithLock(q.Dir, func() error {
+		entries, err := os.ReadDir(q.Dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			m := queueEntryRE.FindStringSubmatch(e.Name())
+			if m == nil || m[2] != "json" {
+				continue
+			}
+			if what, done := q.answered(m[1]); !done || what != "approved" || q.held(m[1]) {
+				continue
+			}
+			id, host := m[1], "?"
+			if req, err := q.Get(id); err == nil && req.Hostname != "" {
+				host = req.Hostname
+			}
+			q.remove(id, extRequest, extApproved, extDenied)
+			DropUndelivered(reg, host, id, log)
+			log.Warn().Str("AGENT", host).Str("REQID", id).Str("REASON", "server-gone").Msg("pair-abandon")
+			n++
+		}
+		return nil
+	})
+	return n
 }

@@ -29,6 +29,11 @@ func TestPairingApprove(t *testing.T) {
 	now := time.Date(2026, time.March, 9, 14, 30, 0, 0, time.UTC)
 	c.approver.Now = func() time.Time { return now }
 	req := queueRequest(t, c, "00000000000000a1", "web-01", testCSR(t, "web-01"), 7543)
+	release, err := c.queue.hold(req.ID) // as the server waiting on the agent does
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 
 	got, err := c.approver.Approve(req.ID)
 	if err != nil {
@@ -75,6 +80,7 @@ func TestPairingApprove(t *testing.T) {
 		"dispatcher_serial": pki.SerialHex(ctrl), "serial_status": "current",
 		"serial_broadcast": "", "serial_confirmed": "2026-03-09T14:30:00Z",
 		"port": "7543", "agent_serial": pki.SerialHex(got.Cert),
+		"cert_delivery": "pending", // until the server hands it over
 	}
 	if diff := cmp.Diff(wantRec, rec); diff != "" {
 		t.Errorf("registry record (-want +got):\n%s", diff)
@@ -215,5 +221,69 @@ func TestPairingDeny(t *testing.T) {
 	os.WriteFile(filepath.Join(c.queue.Dir, "00000000000000e2.json"), []byte("{broken"), 0o644)
 	if host, err := c.approver.Deny("00000000000000e2"); err != nil || host != "?" {
 		t.Errorf("Deny(broken) = %q, %v", host, err)
+	}
+}
+
+// A request whose server died before delivering its approval (nobody holds
+// it): approve says so, deny clears it and the record of the undelivered
+// certificate, and so does a pairing-mode start for the others. Unanswered
+// requests and records of other pairings are never touched.
+func TestPairingOrphanedApprovals(t *testing.T) {
+	c := newControl(t)
+	a := queueRequest(t, c, "00000000000000c1", "orphan-a", testCSR(t, "orphan-a"), 0)
+	b := queueRequest(t, c, "00000000000000c2", "orphan-b", testCSR(t, "orphan-b"), 0)
+	pending := queueRequest(t, c, "00000000000000c3", "orphan-c", testCSR(t, "orphan-c"), 0)
+	live := queueRequest(t, c, "00000000000000c4", "live-d", testCSR(t, "live-d"), 0)
+	release, err := c.queue.hold(live.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for _, r := range []Request{a, b, live} {
+		if _, err := c.approver.Approve(r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// orphan-c was paired before; its old record must survive.
+	old := registry.Record{"hostname": "orphan-c", "reqid": "0000000000000999", "ip": "192.0.2.1"}
+	if err := c.registry.Put(old); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := c.approver.Approve(a.ID); err == nil || !strings.Contains(err.Error(), "stopped before delivering the answer: deny it to clear it") {
+		t.Errorf("re-approve of an orphan = %v", err)
+	}
+	if host, err := c.approver.Deny(a.ID); err != nil || host != "orphan-a" {
+		t.Fatalf("deny of an orphan = %q, %v", host, err)
+	}
+	if _, err := c.registry.Get("orphan-a"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("record of the undelivered certificate kept: %v", err)
+	}
+
+	if n := RecoverOrphans(c.queue, c.registry, c.log.logger()); n != 1 {
+		t.Errorf("RecoverOrphans cleared %d, want 1 (orphan-b)", n)
+	}
+	if !exists(filepath.Join(c.queue.Dir, pending.ID+".json")) {
+		t.Error("an unanswered request was cleared")
+	}
+	for _, id := range []string{a.ID, b.ID} {
+		for _, ext := range []string{".json", ".approved", ".denied"} {
+			if exists(filepath.Join(c.queue.Dir, id+ext)) {
+				t.Errorf("%s%s left", id, ext)
+			}
+		}
+	}
+	if _, err := c.registry.Get("orphan-b"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("orphan-b record kept: %v", err)
+	}
+	if rec, err := c.registry.Get("orphan-c"); err != nil || rec.Get("reqid") != "0000000000000999" {
+		t.Errorf("an older pairing's record was touched: %v %v", rec, err)
+	}
+	// The request a live server holds is untouched.
+	if rec, err := c.registry.Get("live-d"); err != nil || rec.Get(registry.FieldCertDelivery) != registry.DeliveryPending {
+		t.Errorf("live record: %v %v", rec, err)
+	}
+	if !exists(filepath.Join(c.queue.Dir, live.ID+".approved")) {
+		t.Error("a held request was cleared")
 	}
 }

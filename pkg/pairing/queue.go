@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -234,6 +236,41 @@ func (q *Queue) has(id string) bool {
 	}
 	_, err := os.Lstat(q.path(id, extRequest))
 	return err == nil
+}
+
+// hold takes a shared flock on {id}.json for as long as a server waits on
+// the request's agent, so that approve, deny and a restarted pairing-mode
+// can tell a request whose server is gone (see held). The lock goes with
+// the process, however it ends.
+func (q *Queue) hold(id string) (release func(), err error) {
+	f, err := os.Open(q.path(id, extRequest))
+	if err != nil {
+		return func() {}, err
+	}
+	if err := flock(f, unix.LOCK_SH); err != nil {
+		f.Close()
+		return func() {}, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// held reports whether a live Go pairing server holds {id}.json (a Perl
+// server never does).
+func (q *Queue) held(id string) bool {
+	f, err := os.Open(q.path(id, extRequest))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return errors.Is(flock(f, unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
+}
+
+func flock(f *os.File, how int) error {
+	for {
+		if err := unix.Flock(int(f.Fd()), how); err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // answered reports whether id already has an approval or a denial.

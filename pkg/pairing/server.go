@@ -38,7 +38,11 @@ const (
 
 // Server is the pairing-mode connection handler (§11.4).
 type Server struct {
-	Queue        *Queue
+	Queue *Queue
+	// Registry, if set, has the delivery mark of an approval cleared once
+	// the agent has its certificate, and the record of an approval that
+	// could not be delivered removed.
+	Registry     *registry.Registry
 	MaxQueue     int           // pairing_max_queue; a request is refused when Count() >= MaxQueue
 	PollInterval time.Duration // how often the queue is checked for an answer
 	Window       time.Duration // how long an agent waits for an answer
@@ -153,6 +157,13 @@ func (s *Server) Handle(ctx context.Context, conn net.Conn, slot *netserve.Slot)
 		s.notify()
 		return
 	}
+	// Held while this handler lives: a request whose server is gone can
+	// then be told apart (see RecoverOrphans).
+	release, err := s.Queue.hold(req.ID)
+	if err != nil {
+		s.Log.Warn().Str("AGENT", req.Hostname).Str("REQID", req.ID).Str("ERROR", err.Error()).Msg("pair-queue-error")
+	}
+	defer release()
 	s.Log.Info().Str("AGENT", req.Hostname).Str("IP", ip).Str("REQID", req.ID).Str("STATUS", "pending").Msg("pair-request")
 	if s.Out != nil {
 		fmt.Fprintf(s.Out, "Pairing request queued: %s (%s) - ID: %s\n", req.Hostname, ip, req.ID)
@@ -213,7 +224,13 @@ func (s *Server) await(ctx context.Context, conn net.Conn, br *bufio.Reader, req
 			} else {
 				s.Queue.remove(req.ID, extDenied)
 			}
-			s.send(conn, body)
+			err := s.send(conn, body)
+			switch {
+			case approved && err == nil:
+				confirmDelivered(s.Registry, req.Hostname, req.ID, s.Log)
+			case approved:
+				DropUndelivered(s.Registry, req.Hostname, req.ID, s.Log)
+			}
 			return
 		}
 		select {
@@ -243,7 +260,11 @@ func (s *Server) stopped(conn net.Conn, req Request) {
 // abandon removes a request whose agent can no longer be answered, with
 // any answer already written for it (B-15).
 func (s *Server) abandon(req Request, reason string) {
+	_, approved, _ := s.Queue.answer(req.ID)
 	s.Queue.remove(req.ID, extRequest, extApproved, extDenied)
+	if approved {
+		DropUndelivered(s.Registry, req.Hostname, req.ID, s.Log)
+	}
 	s.Log.Warn().Str("AGENT", req.Hostname).Str("IP", req.IP).Str("REQID", req.ID).Str("REASON", reason).Msg("pair-abandon")
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -76,6 +77,7 @@ func hasLine(lines []string, parts ...string) bool {
 func TestPairingApprovedEndToEnd(t *testing.T) {
 	c := newControl(t)
 	srv, out := newServer(c)
+	srv.Registry = c.registry
 	port, _ := c.listen(t, srv)
 
 	client := &Client{}
@@ -112,6 +114,11 @@ func TestPairingApprovedEndToEnd(t *testing.T) {
 	}
 	waitFor(t, "delivered files removed", func() bool {
 		return !exists(filepath.Join(c.queue.Dir, p.ReqID+".json")) && !exists(filepath.Join(c.queue.Dir, p.ReqID+".approved"))
+	})
+	waitFor(t, "delivery confirmed in the registry", func() bool {
+		rec, err := c.registry.Get("web-01")
+		_, marked := rec[registry.FieldCertDelivery]
+		return err == nil && !marked
 	})
 	lines := c.log.Lines()
 	if !hasLine(lines, "ACTION=pair-request AGENT=web-01 IP=127.0.0.1 REQID="+p.ReqID+" STATUS=pending") {

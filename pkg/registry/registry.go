@@ -25,8 +25,8 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
-// Field names of a record. The first nine are upstream's; Port and
-// AgentSerial are Go additions that Perl readers ignore.
+// Field names of a record. The first nine are upstream's; Port,
+// AgentSerial and CertDelivery are Go additions that Perl readers ignore.
 const (
 	FieldHostname         = "hostname"
 	FieldIP               = "ip"
@@ -39,7 +39,13 @@ const (
 	FieldSerialConfirmed  = "serial_confirmed"
 	FieldPort             = "port"         // the agent's serve port, as a decimal string
 	FieldAgentSerial      = "agent_serial" // the agent cert's serial, canonical hex
+	// FieldCertDelivery is DeliveryPending from approval until a Go pairing
+	// server has handed the certificate to the agent, when it is removed.
+	FieldCertDelivery = "cert_delivery"
 )
+
+// DeliveryPending is FieldCertDelivery's value while delivery is unconfirmed.
+const DeliveryPending = "pending"
 
 // serial_status values (§7.5).
 const (

@@ -65,9 +65,15 @@ func listAgents(e *env, c *cli.Context) error {
 	fmt.Fprintf(e.stdout, "%-30s  %-16s  %-22s  %s\n", "HOSTNAME", "IP", "PAIRED", "CERT EXPIRY")
 	fmt.Fprintln(e.stdout, strings.Repeat("-", 85))
 	for _, r := range recs {
-		fmt.Fprintf(e.stdout, "%-30s  %-16s  %-22s  %s\n",
+		// An approval whose certificate no pairing-mode confirmed handing
+		// over (it was stopped or killed first): the agent may not have it.
+		note := ""
+		if r.Get(registry.FieldCertDelivery) == registry.DeliveryPending {
+			note = "  (certificate delivery unconfirmed)"
+		}
+		fmt.Fprintf(e.stdout, "%-30s  %-16s  %-22s  %s%s\n",
 			field(r, registry.FieldHostname), field(r, registry.FieldIP),
-			field(r, registry.FieldPaired), field(r, registry.FieldExpiry))
+			field(r, registry.FieldPaired), field(r, registry.FieldExpiry), note)
 	}
 	return nil
 }

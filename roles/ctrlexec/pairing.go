@@ -253,6 +253,11 @@ func runPairingMode(e *env, c *cli.Context) error {
 		return cliapp.Fatalf("Cannot create pairing queue directory: %v", err)
 	}
 	queue.ExpireStale()
+	// Requests left by a pairing-mode that died (killed, say) can no longer
+	// be answered: clear them, and any registry record of an approval it
+	// never delivered.
+	reg := registry.New(e.paths.AgentsDir())
+	pairing.RecoverOrphans(queue, reg, e.log)
 
 	id, err := tlsx.LoadIdentity(conf.Cert, conf.Key, "")
 	if err != nil {
@@ -278,6 +283,7 @@ func runPairingMode(e *env, c *cli.Context) error {
 	answered := make(chan struct{}, 1)
 	srv := &pairing.Server{
 		Queue:        queue,
+		Registry:     reg,
 		MaxQueue:     conf.PairingMaxQueue,
 		PollInterval: testDuration(envTestPairingPoll, pairing.DefaultPollInterval),
 		Window:       testDuration(envTestPairingWindow, pairing.DefaultWindow),
