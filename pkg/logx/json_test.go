@@ -52,3 +52,28 @@ func TestJSONFormat(t *testing.T) {
 		t.Errorf("CTRL_EXEC_LOG_FORMAT=text: %q", got)
 	}
 }
+
+// D-34 in JSON: zerolog's string escaping (\n, \u0007, \u007f …) leaves no
+// control byte or DEL raw in the line, so no value can start a line of its
+// own, and every value decodes back to what was logged. Pinned here because
+// the ACTION= format depends on logx's own escaping for the same promise.
+func TestJSONFormatEscapesControls(t *testing.T) {
+	msg, lvl := zerolog.MessageFieldName, zerolog.LevelFieldName
+	t.Cleanup(func() { zerolog.MessageFieldName, zerolog.LevelFieldName = msg, lvl })
+	t.Setenv("CTRL_EXEC_LOG_FORMAT", "")
+	var buf bytes.Buffer
+	value := "alice\nACTION=forged USER=root\r\t\x00\x07\x1b\x7f caf\u00e9"
+	log := NewWriterFormat("x", &buf, "json")
+	log.Info().Str("USER", value).Msg("auth")
+	line := strings.TrimSuffix(buf.String(), "\n")
+	for i := 0; i < len(line); i++ {
+		if c := line[i]; c < 0x20 || c == 0x7f {
+			t.Fatalf("raw byte %#x in %q", c, line)
+		}
+	}
+	var m map[string]any
+	_, obj, _ := strings.Cut(line, ": ")
+	if err := json.Unmarshal([]byte(obj), &m); err != nil || m["USER"] != value {
+		t.Errorf("USER decodes to %q (%v), want %q", m["USER"], err, value)
+	}
+}
