@@ -36,8 +36,7 @@ func TLS12CipherSuites() []uint16 {
 // Session tickets are off, so every connection is a full handshake whose
 // client chain is verified against the CA loaded now; the caller's revocation
 // and stored-serial checks then read ConnectionState.PeerCertificates.
-// Neither the Go nor the Perl control host resumes sessions, so nothing is
-// lost.
+// ResumingAgentServerConfig is the same policy with TLS 1.3 resumption.
 func AgentServerConfig(id *Identity) *tls.Config {
 	return &tls.Config{
 		MinVersion:             tls.VersionTLS12,

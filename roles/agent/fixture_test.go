@@ -128,6 +128,7 @@ type setup struct {
 	noSerial  bool              // store no ctrl-exec serial
 	timeouts  Timeouts
 	now       func() time.Time // nil = the wall clock
+	handshook func(tls.ConnectionState)
 }
 
 // testAgent is a Server on 127.0.0.1:0 in a temp dir.
@@ -187,6 +188,7 @@ func startAgent(t *testing.T, s setup) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.handshook = s.handshook
 	a.srv = srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
