@@ -105,6 +105,7 @@ func setupCtrlExec(e *env) error {
 	if _, err := ca.IssueCtrlExecCert(keyPath, certPath, pki.KeyBitsFromEnv(), ctrlExecCertDays, e.now()); err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
+	dropSessionFiles(e)
 	fmt.Fprintf(e.stdout, "ctrl-exec cert created:\n  Key:  %s\n  Cert: %s\nRun 'ctrl-exec pairing-mode' to re-pair agents as needed.\n", keyPath, certPath)
 	return nil
 }
