@@ -1,7 +1,7 @@
 package pairing
 
 import (
-	"crypto/rsa"
+	"crypto"
 	"errors"
 	"fmt"
 	"os"
@@ -30,7 +30,7 @@ var hexRE = regexp.MustCompile(`^[0-9a-fA-F]+$`)
 // and that the certificate belongs to key, so a bad delivery never replaces
 // a working identity. Ownership problems are returned as warnings, not
 // errors, as upstream only warns.
-func StoreCerts(p paths.Paths, res *Result, key *rsa.PrivateKey) (warnings []string, err error) {
+func StoreCerts(p paths.Paths, res *Result, key crypto.Signer) (warnings []string, err error) {
 	cert, err := pki.ParseCertPEM([]byte(res.CertPEM))
 	if err != nil {
 		return nil, fmt.Errorf("pairing result: agent certificate: %w", err)
@@ -38,7 +38,7 @@ func StoreCerts(p paths.Paths, res *Result, key *rsa.PrivateKey) (warnings []str
 	if _, err := pki.ParseCertPEM([]byte(res.CAPEM)); err != nil {
 		return nil, fmt.Errorf("pairing result: CA certificate: %w", err)
 	}
-	if !key.PublicKey.Equal(cert.PublicKey) {
+	if !pki.KeyMatches(key, cert) {
 		return nil, errors.New("pairing result: the certificate is not for this agent's key")
 	}
 	keyPEM, err := pki.EncodeKeyPEM(key)
