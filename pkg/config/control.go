@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
@@ -53,7 +54,9 @@ const (
 	DefaultAPIMaxInflight    = 64
 )
 
-var controlKV = regexp.MustCompile(`^` + sp + `*(\w+)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
+var controlKV = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^` + sp + `*(\w+)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
+})
 
 // LoadControl reads ctrl-exec.conf and requires cert, key and ca.
 // Warnings (invalid numbers, D-11) are returned for the caller to log.
@@ -94,7 +97,7 @@ func readControl(path string, p paths.Paths) (*Control, []Warning, error) {
 		if line == "" || line[0] == '#' || isPerlSpace(line[0]) {
 			continue
 		}
-		m := controlKV.FindStringSubmatch(line)
+		m := controlKV().FindStringSubmatch(line)
 		if m == nil {
 			continue // upstream ignores lines it does not understand
 		}

@@ -8,6 +8,7 @@ import (
 	"os/user"
 	"regexp"
 	"strconv"
+	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
@@ -18,7 +19,7 @@ import (
 // can read them (§7.9).
 const AgentGroup = "ctrl-exec-agent"
 
-var hexRE = regexp.MustCompile(`^[0-9a-fA-F]+$`)
+var hexRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-fA-F]+$`) })
 
 // StoreCerts writes an approved pairing into the agent directory (§7.9):
 // agent.crt and agent.key 0640, ca.crt 0644, each written whole, then
@@ -60,7 +61,7 @@ func StoreCerts(p paths.Paths, res *Result, key crypto.Signer) (warnings []strin
 		}
 	}
 	if s := res.DispatcherSerial; s != "" {
-		if hexRE.MatchString(s) {
+		if hexRE().MatchString(s) {
 			if err := atomicfile.Write(p.AgentSerial(), []byte(s+"\n"), 0o644); err != nil {
 				return nil, fmt.Errorf("store_certs: %w", err)
 			}

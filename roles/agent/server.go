@@ -68,6 +68,7 @@ type Server struct {
 	tlsConfig  *tls.Config
 	rt         atomic.Pointer[runtime]
 	serial     storedSerial
+	expiry     expiryCache
 	routes     map[route]handler
 
 	handshook func(tls.ConnectionState) // tests: sees each completed handshake
