@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -242,16 +243,11 @@ func (c *Client) sessionSlot(conf *tls.Config, t Target) *sessioncache.Slot {
 }
 
 func clientCertOwner(conf *tls.Config) string {
-	var cert *tls.Certificate
-	if conf.GetClientCertificate != nil {
-		cert, _ = conf.GetClientCertificate(&tls.CertificateRequestInfo{})
-	} else if len(conf.Certificates) > 0 {
-		cert = &conf.Certificates[0]
-	}
-	if cert == nil || len(cert.Certificate) == 0 {
+	leaf := tlsx.ClientCertificateDER(conf)
+	if leaf == nil {
 		return ""
 	}
-	return sessioncache.Owner(cert.Certificate[0])
+	return sessioncache.Owner(leaf)
 }
 
 // isSerialMismatch reports the agent's "serial mismatch" refusal.

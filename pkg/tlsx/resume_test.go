@@ -1,6 +1,7 @@
 package tlsx_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"strings"
 	"sync"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -80,5 +82,29 @@ func TestResumingAgentServerConfig(t *testing.T) {
 				t.Errorf("policy asked about (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// LoadClientConfig leaves the key for the first full handshake: a key that
+// does not belong to the certificate fails that handshake, naming the file,
+// and the certificate is known without it.
+func TestLoadClientConfigParsesTheKeyOnFirstUse(t *testing.T) {
+	home := newPKI(t, 0)
+	client, err := tlsx.LoadClientConfig(home.ctrlExec.Cert, home.agent.Key, home.ctrlExec.CA) // wrong key
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	leaf, err := pki.LoadCert(home.ctrlExec.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tlsx.ClientCertificateDER(client); !bytes.Equal(got, leaf.Raw) {
+		t.Error("ClientCertificateDER is not the certificate's leaf")
+	}
+	addr, seen := serve(t, tlsx.AgentServerConfig(mustIdentity(t, home.agent)))
+	_, err = talk(t, addr, client)
+	next(t, seen)
+	if err == nil || !strings.Contains(err.Error(), home.agent.Key) {
+		t.Errorf("handshake with a mismatched key: %v, want an error naming %s", err, home.agent.Key)
 	}
 }
