@@ -45,6 +45,27 @@ func BenchmarkAPIRun(b *testing.B) {
 	}
 }
 
+// BenchmarkAPIRunRSA4096 is POST /run with RSA-4096 keys, 8 clients in
+// parallel against one agent, each client its own script: with the API's
+// session cache (resumed handshakes) and with session_cache = off.
+func BenchmarkAPIRunRSA4096(b *testing.B) {
+	const clients = 8
+	scripts := make([]string, clients)
+	for i := range scripts {
+		scripts[i] = fmt.Sprintf("true-%d", i)
+	}
+	for _, cache := range []string{"on", "off"} {
+		c := newAPIControl(b, apiOptions{allow: true, bits: 4096, extraConf: []string{"session_cache = " + cache}}).start()
+		a := c.startAgent("agent-a", scripts...)
+		b.Run("session_cache="+cache+"/clients=8", func(b *testing.B) {
+			apiBenchRequests(b, clients, func(client *http.Client, worker int) (*http.Response, error) {
+				body := `{"hosts":["` + a.target() + `"],"script":"` + scripts[worker] + `"}`
+				return client.Post(c.url("/run"), "application/json", strings.NewReader(body))
+			})
+		})
+	}
+}
+
 // benchRequests shares b.N requests among clients workers and reports req/s.
 // Every answer must be 200.
 func apiBenchRequests(b *testing.B, clients int, send func(client *http.Client, worker int) (*http.Response, error)) {

@@ -30,6 +30,7 @@ type apiControl struct {
 	port     int
 	proc     *Proc
 	hookLog  string // what the test hook recorded, one line per call
+	bits     int    // RSA size of its keys and its agents' keys
 	spec     *openAPIDoc
 }
 
@@ -38,6 +39,7 @@ type apiOptions struct {
 	hook      bool     // install apiTestHook as auth_hook (else api_auth_default decides)
 	allow     bool     // api_auth_default = allow
 	extraConf []string // more key = value lines
+	bits      int      // RSA size of every key; 0 = 1024
 }
 
 // apiTestHook records each call and denies when the token says so: a token
@@ -57,15 +59,19 @@ func newAPIControl(t testing.TB, opts apiOptions) *apiControl {
 	t.Helper()
 	r := NewRoot(t, "control")
 	now := time.Now()
-	ca, err := pki.CreateCA(pki.CAFilesIn(r.Path("/etc/ctrl-exec")), 1024, now)
+	bits := opts.bits
+	if bits == 0 {
+		bits = 1024
+	}
+	ca, err := pki.CreateCA(pki.CAFilesIn(r.Path("/etc/ctrl-exec")), bits, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.IssueCtrlExecCert(r.Path("/etc/ctrl-exec/ctrl-exec.key"), r.Path("/etc/ctrl-exec/ctrl-exec.crt"), 1024, 825, now)
+	cert, err := ca.IssueCtrlExecCert(r.Path("/etc/ctrl-exec/ctrl-exec.key"), r.Path("/etc/ctrl-exec/ctrl-exec.crt"), bits, 825, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &apiControl{t: t, root: r, ca: ca, ctrlCert: cert, port: FreePort(t), hookLog: r.Path("/hook.log"), spec: loadAPISpec(t)}
+	c := &apiControl{t: t, root: r, ca: ca, ctrlCert: cert, bits: bits, port: FreePort(t), hookLog: r.Path("/hook.log"), spec: loadAPISpec(t)}
 	r.ExtraEnv = append(r.ExtraEnv, "API_HOOK_LOG="+c.hookLog)
 	conf := []string{
 		"cert = " + r.Path("/etc/ctrl-exec/ctrl-exec.crt"),
@@ -252,7 +258,7 @@ func (c *apiControl) startAgent(name string, extraScripts ...string) *apiAgent {
 	t := c.t
 	r := NewRoot(t, name)
 	a := &apiAgent{root: r, name: name, port: FreePort(t)}
-	key, err := pki.GenerateKey(1024)
+	key, err := pki.GenerateKey(c.bits)
 	if err != nil {
 		t.Fatal(err)
 	}

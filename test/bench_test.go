@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -21,10 +23,11 @@ var fleetSizes = []int{1, 50, 200}
 // all keys RSA-4096 as in production (made once per run; the agents share
 // one key, each has its own certificate):
 //
-//	run/agents=N        wall time of `ctrl-exec run <N hosts> true`
+//	run/agents=N        wall time of `ctrl-exec run <N hosts> true`, full handshakes (session_cache = off)
 //	run-json/agents=N   the same with --json
 //	run-ndjson/agents=N the same with --ndjson (one line per host as it finishes)
-//	ping/agents=N       wall time of `ctrl-exec ping <N hosts>`
+//	run-warm/agents=N   run with a warm session cache: every host resumes
+//	ping/agents=N       wall time of `ctrl-exec ping <N hosts>`, full handshakes
 //
 // Metrics: ms/op (wall time of one CLI process), ms/host, floor-ratio (wall
 // time over N × one handshake ÷ cores: 1.0 would mean the fan-out costs no
@@ -33,10 +36,19 @@ var fleetSizes = []int{1, 50, 200}
 // agent's VmRSS just after it started listening) and cli-cpu-ms/op (user +
 // system CPU of the ctrl-exec process alone: the control host's share).
 func BenchmarkFleet(b *testing.B) {
-	p := sharedFleetPKI(b, 4096)
+	benchmarkFleet(b, sharedFleetPKI(b, 4096), fleetSizes, true)
+}
+
+// BenchmarkFleetECDSA is BenchmarkFleet's cold run and ping with ECDSA P-256
+// keys everywhere (setup-ca --key-type ecdsa-p256, agents paired with it).
+func BenchmarkFleetECDSA(b *testing.B) {
+	benchmarkFleet(b, sharedFleetPKIOfType(b, pki.KeyECDSAP256, 0), []int{1, 200}, false)
+}
+
+func benchmarkFleet(b *testing.B, p *fleetPKI, sizes []int, warm bool) {
 	handshake := handshakeCost(b, p, 20)
 	cores := runtime.NumCPU()
-	for _, n := range fleetSizes {
+	for _, n := range sizes {
 		b.Run("agents="+strconv.Itoa(n), func(b *testing.B) {
 			agents := make([]*realAgent, n)
 			for i := range agents {
@@ -57,22 +69,35 @@ func BenchmarkFleet(b *testing.B) {
 				}
 				rssTotal += rss
 			}
-			dir := b.TempDir()
-			ctrl := &Root{Dir: dir, LogFile: dir + "/log", Hostname: "control"}
-			p.installControl(b, dir, "read_timeout = 120")
+			newControl := func(extra ...string) *Root {
+				dir := b.TempDir()
+				p.installControl(b, dir, append([]string{"read_timeout = 120"}, extra...)...)
+				return &Root{Dir: dir, LogFile: dir + "/log", Hostname: "control"}
+			}
+			cold, cached := newControl("session_cache = off"), newControl()
+			runArgs := append(append([]string{"run"}, hosts...), "true")
 
 			floor := time.Duration(n) * handshake / time.Duration(cores)
-			for _, mode := range []struct {
-				name string
-				args []string
-			}{
-				{"run", append(append([]string{"run"}, hosts...), "true")},
+			modes := []fleetMode{
+				{"run", cold, runArgs},
 				// run-json against run-ndjson: what streaming costs (issue 10: at most 5 %).
-				{"run-json", append(append([]string{"run", "--json"}, hosts...), "true")},
-				{"run-ndjson", append(append([]string{"run", "--ndjson"}, hosts...), "true")},
-				{"ping", append([]string{"ping"}, hosts...)},
-			} {
+				{"run-json", cold, append(append([]string{"run", "--json"}, hosts...), "true")},
+				{"run-ndjson", cold, append(append([]string{"run", "--ndjson"}, hosts...), "true")},
+				{"run-warm", cached, runArgs},
+				{"ping", cold, append([]string{"ping"}, hosts...)},
+			}
+			if !warm { // only the cold run and ping
+				modes = []fleetMode{modes[0], modes[4]}
+			}
+			for _, mode := range modes {
+				ctrl := mode.ctrl
 				b.Run(mode.name, func(b *testing.B) {
+					if ctrl == cached { // fill the cache before timing
+						if err := ctrl.Command(context.Background(), "ctrl-exec", mode.args...).Run(); err != nil {
+							b.Fatal(err)
+						}
+						b.ResetTimer()
+					}
 					var cliCPU time.Duration
 					for i := 0; i < b.N; i++ {
 						var out, errOut bytes.Buffer
@@ -94,6 +119,13 @@ func BenchmarkFleet(b *testing.B) {
 			}
 		})
 	}
+}
+
+// fleetMode is one command BenchmarkFleet times: name, control root, argv.
+type fleetMode struct {
+	name string
+	ctrl *Root
+	args []string
 }
 
 // tail is the end of a long output, for failure messages.
@@ -156,4 +188,51 @@ func handshakeCost(tb testing.TB, p *fleetPKI, rounds int) time.Duration {
 		one()
 	}
 	return time.Since(start) / time.Duration(rounds)
+}
+
+// BenchmarkSingleRun is `ctrl-exec run <host> true` against one real agent,
+// a fresh CLI process each time, RSA-4096 keys: a full handshake
+// (session_cache = off) and a resumed one (warm cache file), interleaved so
+// machine noise hits both alike. Metrics: full-median-ms, warm-median-ms and
+// their ratio warm/full.
+func BenchmarkSingleRun(b *testing.B) {
+	p := sharedFleetPKI(b, 4096)
+	a := launchRealAgent(b, p, "agent-001")
+	if err := a.waitReady(60 * time.Second); err != nil {
+		b.Skip(err)
+	}
+	newControl := func(extra ...string) *Root {
+		dir := b.TempDir()
+		p.installControl(b, dir, extra...)
+		return &Root{Dir: dir, LogFile: dir + "/log", Hostname: "control"}
+	}
+	full, warm := newControl("session_cache = off"), newControl()
+	one := func(r *Root) time.Duration {
+		var out, errOut bytes.Buffer
+		cmd := r.Command(context.Background(), "ctrl-exec", "run", a.target(), "true")
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			b.Fatalf("run: %v\n%s\n%s", err, out.String(), errOut.String())
+		}
+		return time.Since(start)
+	}
+	one(full)
+	one(warm) // fills the cache
+	fullTimes, warmTimes := make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		fullTimes = append(fullTimes, one(full))
+		warmTimes = append(warmTimes, one(warm))
+	}
+	f, w := median(fullTimes), median(warmTimes)
+	b.ReportMetric(float64(f)/float64(time.Millisecond), "full-median-ms")
+	b.ReportMetric(float64(w)/float64(time.Millisecond), "warm-median-ms")
+	b.ReportMetric(float64(w)/float64(f), "warm/full")
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -2,7 +2,7 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/rsa"
+	"crypto"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -31,33 +31,40 @@ type fleetPKI struct {
 	ctrlCert   string // file
 	ctrlKey    string // file
 	ctrlSerial string // hex, what agents store as ctrl-exec-serial
-	agentKey   *rsa.PrivateKey
+	agentKey   crypto.Signer
 	agentPEM   []byte
 }
 
-var fleetPKIs sync.Map // bits → *fleetPKI: built once per process for each size
+var fleetPKIs sync.Map // key type and bits → *fleetPKI: built once per process for each
 
-// sharedFleetPKI returns the fleet PKI with keys of the given size, made
+// sharedFleetPKI returns the fleet PKI with RSA keys of the given size, made
 // once per test binary run and kept under binDir (removed by TestMain).
 func sharedFleetPKI(tb testing.TB, bits int) *fleetPKI {
+	return sharedFleetPKIOfType(tb, pki.KeyRSA4096, bits)
+}
+
+// sharedFleetPKIOfType is sharedFleetPKI with keys of type kt (bits is the
+// RSA size).
+func sharedFleetPKIOfType(tb testing.TB, kt pki.KeyType, bits int) *fleetPKI {
 	tb.Helper()
 	type entry struct {
 		once sync.Once
 		p    *fleetPKI
 		err  error
 	}
-	v, _ := fleetPKIs.LoadOrStore(bits, &entry{})
+	name := "fleet-pki-" + string(kt) + "-" + strconv.Itoa(bits)
+	v, _ := fleetPKIs.LoadOrStore(name, &entry{})
 	e := v.(*entry)
-	e.once.Do(func() { e.p, e.err = newFleetPKI(filepath.Join(binDir, "fleet-pki-"+strconv.Itoa(bits)), bits) })
+	e.once.Do(func() { e.p, e.err = newFleetPKI(filepath.Join(binDir, name), kt, bits) })
 	if e.err != nil {
 		tb.Fatal(e.err)
 	}
 	return e.p
 }
 
-func newFleetPKI(dir string, bits int) (*fleetPKI, error) {
+func newFleetPKI(dir string, kt pki.KeyType, bits int) (*fleetPKI, error) {
 	now := time.Now()
-	ca, err := pki.CreateCA(pki.CAFilesIn(filepath.Join(dir, "ca")), bits, now)
+	ca, err := pki.CreateCAOfType(pki.CAFilesIn(filepath.Join(dir, "ca")), kt, bits, now)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +74,7 @@ func newFleetPKI(dir string, bits int) (*fleetPKI, error) {
 		return nil, err
 	}
 	p.ctrlSerial = pki.SerialHex(cert)
-	if p.agentKey, err = pki.GenerateKey(bits); err != nil {
+	if p.agentKey, err = pki.NewKey(kt, bits); err != nil {
 		return nil, err
 	}
 	if p.agentPEM, err = pki.EncodeKeyPEM(p.agentKey); err != nil {

@@ -13,7 +13,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/rsa"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -293,7 +293,7 @@ func TestRenewRejectsBadDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func(ca *pki.CA, key *rsa.PrivateKey) []byte {
+	sign := func(ca *pki.CA, key crypto.Signer) []byte {
 		csr, err := pki.CreateCSR(key, "strict-01")
 		if err != nil {
 			t.Fatal(err)

@@ -166,8 +166,8 @@ func TestPairingApproved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !key.PublicKey.Equal(agentCert.PublicKey) || agentCert.Subject.CommonName != "web-01" {
-		t.Errorf("agent cert CN %q, key matches %v", agentCert.Subject.CommonName, key.PublicKey.Equal(agentCert.PublicKey))
+	if !pki.KeyMatches(key, agentCert) || agentCert.Subject.CommonName != "web-01" {
+		t.Errorf("agent cert CN %q, key matches %v", agentCert.Subject.CommonName, pki.KeyMatches(key, agentCert))
 	}
 	if d := agentCert.NotAfter.Sub(agentCert.NotBefore); d != 825*24*time.Hour {
 		t.Errorf("agent cert lifetime %v, want 825 days", d)

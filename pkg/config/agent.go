@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -73,8 +74,10 @@ type Agent struct {
 }
 
 var (
-	agentSection = regexp.MustCompile(`^` + sp + `*\[(\w+)\]` + sp + `*$`)
-	agentKV      = regexp.MustCompile(`^` + sp + `*(\w+[\w-]*)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
+	agentSection = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^` + sp + `*\[(\w+)\]` + sp + `*$`) })
+	agentKV      = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^` + sp + `*(\w+[\w-]*)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
+	})
 )
 
 // LoadAgent reads and validates agent.conf. Any line that is not a comment,
@@ -93,11 +96,11 @@ func LoadAgent(path string, p paths.Paths) (*Agent, []Warning, error) {
 		if blankOrComment(line) {
 			continue
 		}
-		if m := agentSection.FindStringSubmatch(line); m != nil {
+		if m := agentSection().FindStringSubmatch(line); m != nil {
 			section = strings.ToLower(m[1])
 			continue
 		}
-		m := agentKV.FindStringSubmatch(line)
+		m := agentKV().FindStringSubmatch(line)
 		if m == nil {
 			return nil, nil, fmt.Errorf("Malformed config line in '%s' (line %d): %s", path, i+1, line)
 		}
@@ -161,7 +164,7 @@ func agentFrom(path string, p paths.Paths, s *store) (*Agent, []Warning, error) 
 		}
 	}
 	portText, _ := s.get("port")
-	if !digitsRE.MatchString(portText) {
+	if !digitsRE().MatchString(portText) {
 		return nil, nil, fmt.Errorf("port must be numeric in '%s' (line %d): %s", path, s.line["port"], portText)
 	}
 	port, ok := wholeNumber(portText)

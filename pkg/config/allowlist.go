@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Allowlist maps a script name to the absolute path the agent runs for it.
 type Allowlist map[string]string
 
-var allowEntry = regexp.MustCompile(`^` + sp + `*([\w-]+)` + sp + `*=` + sp + `*(` + nonSp + `+)` + sp + `*$`)
+var allowEntry = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^` + sp + `*([\w-]+)` + sp + `*=` + sp + `*(` + nonSp + `+)` + sp + `*$`)
+})
 
 // LoadAllowlist reads scripts.conf (SPEC §6.3). Bad lines are skipped, never
 // fatal; each skip produces a warning line for the caller to print on
@@ -27,7 +30,7 @@ func LoadAllowlist(path string, scriptDirs []string) (Allowlist, []string, error
 		if blankOrComment(line) {
 			continue
 		}
-		m := allowEntry.FindStringSubmatch(line)
+		m := allowEntry().FindStringSubmatch(line)
 		if m == nil {
 			warns = append(warns, fmt.Sprintf("Allowlist: skipping malformed line: %s", line))
 			continue

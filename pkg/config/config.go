@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -101,13 +102,13 @@ func osReason(err error) string {
 	return err.Error()
 }
 
-var digitsRE = regexp.MustCompile(`^[0-9]+$`)
+var digitsRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9]+$`) })
 
 // wholeNumber parses a Perl-style `^\d+$` value as decimal (leading zeros
 // allowed, as Perl numifies "010" to 10). ok is false for anything else,
 // including values too large for an int.
 func wholeNumber(v string) (n int, ok bool) {
-	if !digitsRE.MatchString(v) {
+	if !digitsRE().MatchString(v) {
 		return 0, false
 	}
 	n, err := strconv.Atoi(v)

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
@@ -36,6 +37,7 @@ type Control struct {
 	APIMaxInflight  int    // Go-only: concurrent in-flight API runs
 	APIRotationLoop bool   // Go-only: run the rotation check loop in the API (D-24)
 	LogFormat       string // Go-only: "json" for JSON log events (pkg/logx); "" = ACTION= lines
+	SessionCache    bool   // Go-only: resume TLS sessions with agents (default on)
 
 	Raw map[string]string // every key read, value as written
 }
@@ -52,7 +54,9 @@ const (
 	DefaultAPIMaxInflight    = 64
 )
 
-var controlKV = regexp.MustCompile(`^` + sp + `*(\w+)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
+var controlKV = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^` + sp + `*(\w+)` + sp + `*=` + sp + `*(.+?)` + sp + `*$`)
+})
 
 // LoadControl reads ctrl-exec.conf and requires cert, key and ca.
 // Warnings (invalid numbers, D-11) are returned for the caller to log.
@@ -93,7 +97,7 @@ func readControl(path string, p paths.Paths) (*Control, []Warning, error) {
 		if line == "" || line[0] == '#' || isPerlSpace(line[0]) {
 			continue
 		}
-		m := controlKV.FindStringSubmatch(line)
+		m := controlKV().FindStringSubmatch(line)
 		if m == nil {
 			continue // upstream ignores lines it does not understand
 		}
@@ -150,14 +154,25 @@ func controlFrom(path string, p paths.Paths, s *store) (*Control, []Warning, err
 	c.PairingMaxQueue = s.number("pairing_max_queue", DefaultPairingMaxQueue, whole, nil, &warns)
 	c.APIMaxInflight = s.number("api_max_inflight", DefaultAPIMaxInflight, aboveZero, positive, &warns)
 
-	if v, ok := s.get("api_rotation_loop"); ok {
-		// ini's Bool accepts 1/t/y/yes/true/on and 0/f/n/no/false/off (lower, Title or UPPER case).
-		on, err := s.key("api_rotation_loop").Bool()
-		if err != nil {
-			warns = append(warns, s.warn("api_rotation_loop", fmt.Sprintf(
-				"'%s' is not yes/no, true/false, on/off or 1/0 - using default off", v)))
-		}
-		c.APIRotationLoop = on && err == nil
-	}
+	c.APIRotationLoop = s.boolean("api_rotation_loop", false, &warns)
+	c.SessionCache = s.boolean("session_cache", true, &warns)
 	return c, warns, nil
+}
+
+// boolean reads an on/off key: ini's Bool accepts 1/t/y/yes/true/on and
+// 0/f/n/no/false/off (lower, Title or UPPER case); anything else warns and
+// gives def.
+func (s *store) boolean(name string, def bool, warns *[]Warning) bool {
+	v, ok := s.get(name)
+	if !ok {
+		return def
+	}
+	on, err := s.key(name).Bool()
+	if err != nil {
+		word := map[bool]string{true: "on", false: "off"}[def]
+		*warns = append(*warns, s.warn(name, fmt.Sprintf(
+			"'%s' is not yes/no, true/false, on/off or 1/0 - using default %s", v, word)))
+		return def
+	}
+	return on
 }

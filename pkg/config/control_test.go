@@ -32,7 +32,7 @@ func defaultControl(path string, p paths.Paths) *Control {
 		APIAuthDefault: "deny", APIBind: "127.0.0.1",
 		CADir: p.ConfDir(), RotationFile: p.RotationFile(), RegistryDir: p.AgentsDir(),
 		ReadTimeout: 60, APIPort: 7445, CertRenewalDays: 90, CertOverlapDays: 30,
-		CertCheckInterval: 14400, PairingMaxQueue: 10, APIMaxInflight: 64,
+		CertCheckInterval: 14400, PairingMaxQueue: 10, APIMaxInflight: 64, SessionCache: true,
 		Raw: map[string]string{"cert": "/c.crt", "key": "/c.key", "ca": "/ca.crt"},
 	}
 }
@@ -216,6 +216,26 @@ func TestLoadControl(t *testing.T) {
 				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestSessionCacheValues(t *testing.T) {
+	for _, tt := range []struct {
+		line     string
+		want     bool
+		wantWarn bool
+	}{
+		{"", true, false}, {"session_cache = off\n", false, false}, {"session_cache = no\n", false, false},
+		{"session_cache = on\n", true, false}, {"session_cache = maybe\n", true, true},
+	} {
+		path := writeConf(t, "ctrl-exec.conf", identity+tt.line)
+		c, warns, err := LoadControl(path, paths.Paths{})
+		if err != nil || (len(warns) != 0) != tt.wantWarn {
+			t.Fatalf("%q: err %v, warnings %v", tt.line, err, warns)
+		}
+		if c.SessionCache != tt.want {
+			t.Errorf("%q: SessionCache %v, want %v", tt.line, c.SessionCache, tt.want)
+		}
 	}
 }
 

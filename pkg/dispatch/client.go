@@ -26,6 +26,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -66,6 +67,11 @@ type Client struct {
 	// tlsx.LoadClientConfig(Cert, Key, CA)). A caller holding a key pair in
 	// memory (the previous one, for a rotation broadcast) supplies it here.
 	TLSConfig func() (*tls.Config, error)
+
+	// Sessions, if set, keeps TLS sessions so repeat contacts resume
+	// instead of making a full handshake. Copies of the client share it;
+	// sessions are filed under the certificate that made them.
+	Sessions *sessioncache.Cache
 
 	// Progress, if set, is called on the calling goroutine after each host's
 	// result arrives: done of total finished, failed of them not successful.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -160,26 +162,29 @@ func (c *Client) exchangeWithin(ctx context.Context, cfg *tls.Config, t Target, 
 		return Reply{RTT: c.now().Sub(start)}, te
 	}
 
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", t.Addr())
-	if err != nil {
-		return fail(PhaseConnect, err)
-	}
-	defer raw.Close()
-	// One deadline for everything after connect; a cancelled ctx pulls it in.
-	deadline, _ := ctx.Deadline()
-	raw.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
 	conf := cfg.Clone()
 	if net.ParseIP(t.Host) == nil {
 		conf.ServerName = t.Host // SNI, as upstream sends; the chain check ignores names
 	}
-	conn := tls.Client(raw, conf)
-	if err := conn.HandshakeContext(ctx); err != nil {
+	slot := c.sessionSlot(conf, t)
+	raw, conn, err := connect(ctx, conf, t)
+	if err != nil && slot != nil && slot.Offered() && ctx.Err() == nil {
+		// An agent that aborts on a resumption attempt gets one full
+		// handshake; crypto/tls has already dropped the session. No request
+		// byte was sent, so nothing runs twice.
+		conf.ClientSessionCache = nil
+		raw, conn, err = connect(ctx, conf, t)
+	}
+	if err != nil {
 		return fail(PhaseConnect, err)
 	}
+	defer raw.Close()
+	if slot != nil && conn.ConnectionState().DidResume {
+		slot.Resumed()
+	}
+	deadline, _ := ctx.Deadline()
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	writeErr := wire.WriteClientRequest(conn, method, path, t.Addr(), body)
 	if writeErr != nil {
 		// An agent refusing a request it has not read (413) may answer and
@@ -202,5 +207,57 @@ func (c *Client) exchangeWithin(ctx context.Context, cfg *tls.Config, t Target, 
 	if !strings.Contains(line, " ") {
 		line += " " + http.StatusText(status) // LWP fills in a missing reason phrase
 	}
+	if slot != nil && status == 403 && isSerialMismatch(respBody) {
+		c.Sessions.Drop(t.Addr()) // the next contact makes a full handshake
+	}
 	return Reply{Status: status, StatusLine: strings.TrimRight(line, " "), Body: respBody, RTT: c.now().Sub(start)}, nil
+}
+
+// connect dials t and runs the TLS handshake, all bounded by ctx, whose
+// deadline also becomes the connection's for what follows.
+func connect(ctx context.Context, conf *tls.Config, t Target) (net.Conn, *tls.Conn, error) {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", t.Addr())
+	if err != nil {
+		return nil, nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	raw.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	conn := tls.Client(raw, conf)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, nil, err
+	}
+	return raw, conn, nil
+}
+
+// sessionSlot attaches the client's session cache, if any, to conf for one
+// connection to t, filed under the certificate conf presents.
+func (c *Client) sessionSlot(conf *tls.Config, t Target) *sessioncache.Slot {
+	if c.Sessions == nil {
+		return nil
+	}
+	owner := clientCertOwner(conf)
+	if owner == "" {
+		return nil
+	}
+	slot := c.Sessions.For(owner, t.Addr())
+	conf.ClientSessionCache = slot
+	return slot
+}
+
+func clientCertOwner(conf *tls.Config) string {
+	leaf := tlsx.ClientCertificateDER(conf)
+	if leaf == nil {
+		return ""
+	}
+	return sessioncache.Owner(leaf)
+}
+
+// isSerialMismatch reports the agent's "serial mismatch" refusal.
+func isSerialMismatch(body []byte) bool {
+	obj, err := ParseObject(body)
+	return err == nil && obj.Str("error") == "serial mismatch"
 }

@@ -177,7 +177,7 @@ type Lock struct {
 	Script string `json:"script"`
 }
 
-var lockName = regexp.MustCompile(`^(.+)--(.+)\.lock$`)
+var lockName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(.+)--(.+)\.lock$`) })
 
 // ListHeld returns the locks someone holds now (this process included),
 // sorted by "host:script". Host is the greedy part before the last "--"
@@ -192,7 +192,7 @@ func ListHeld(dir string) ([]Lock, error) {
 	}
 	var held []Lock
 	for _, e := range entries {
-		m := lockName.FindStringSubmatch(e.Name())
+		m := lockName().FindStringSubmatch(e.Name())
 		if m == nil {
 			continue
 		}

@@ -270,7 +270,7 @@ func RecoverOrphans(q *Queue, reg *registry.Registry, log zerolog.Logger) int {
 			return err
 		}
 		for _, e := range entries {
-			m := queueEntryRE.FindStringSubmatch(e.Name())
+			m := queueEntryRE().FindStringSubmatch(e.Name())
 			if m == nil || m[2] != "json" {
 				continue
 			}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,8 +35,8 @@ const (
 const fileMode = 0o644
 
 var (
-	reqIDRE       = regexp.MustCompile(`^[a-f0-9]+$`)
-	queueEntryRE  = regexp.MustCompile(`^([a-f0-9]+)\.(json|approved|denied)$`)
+	reqIDRE       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-f0-9]+$`) })
+	queueEntryRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-f0-9]+)\.(json|approved|denied)$`) })
 	errNoRequest  = errors.New("no pending request")
 	errBadRequest = errors.New("unreadable request")
 )
@@ -73,7 +74,7 @@ func (q *Queue) now() time.Time {
 
 // ValidReqID reports whether id can name a queue entry (lowercase hex), so
 // ids typed by an operator never reach outside the queue directory.
-func ValidReqID(id string) bool { return reqIDRE.MatchString(id) }
+func ValidReqID(id string) bool { return reqIDRE().MatchString(id) }
 
 func (q *Queue) path(id, ext string) string { return filepath.Join(q.Dir, id+ext) }
 
@@ -123,7 +124,7 @@ func (q *Queue) List() ([]Request, error) {
 	}
 	var reqs []Request
 	for _, e := range entries {
-		m := queueEntryRE.FindStringSubmatch(e.Name())
+		m := queueEntryRE().FindStringSubmatch(e.Name())
 		if m == nil || m[2] != "json" {
 			continue
 		}
@@ -181,7 +182,7 @@ func (q *Queue) ExpireStale() {
 		return err == nil
 	}
 	for _, e := range entries {
-		m := queueEntryRE.FindStringSubmatch(e.Name())
+		m := queueEntryRE().FindStringSubmatch(e.Name())
 		if m == nil {
 			continue
 		}

@@ -1,13 +1,14 @@
 package pairing
 
 import (
-	"crypto/rsa"
+	"crypto"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"regexp"
 	"strconv"
+	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
@@ -18,7 +19,7 @@ import (
 // can read them (§7.9).
 const AgentGroup = "ctrl-exec-agent"
 
-var hexRE = regexp.MustCompile(`^[0-9a-fA-F]+$`)
+var hexRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-fA-F]+$`) })
 
 // StoreCerts writes an approved pairing into the agent directory (§7.9):
 // agent.crt and agent.key 0640, ca.crt 0644, each written whole, then
@@ -30,7 +31,7 @@ var hexRE = regexp.MustCompile(`^[0-9a-fA-F]+$`)
 // and that the certificate belongs to key, so a bad delivery never replaces
 // a working identity. Ownership problems are returned as warnings, not
 // errors, as upstream only warns.
-func StoreCerts(p paths.Paths, res *Result, key *rsa.PrivateKey) (warnings []string, err error) {
+func StoreCerts(p paths.Paths, res *Result, key crypto.Signer) (warnings []string, err error) {
 	cert, err := pki.ParseCertPEM([]byte(res.CertPEM))
 	if err != nil {
 		return nil, fmt.Errorf("pairing result: agent certificate: %w", err)
@@ -38,7 +39,7 @@ func StoreCerts(p paths.Paths, res *Result, key *rsa.PrivateKey) (warnings []str
 	if _, err := pki.ParseCertPEM([]byte(res.CAPEM)); err != nil {
 		return nil, fmt.Errorf("pairing result: CA certificate: %w", err)
 	}
-	if !key.PublicKey.Equal(cert.PublicKey) {
+	if !pki.KeyMatches(key, cert) {
 		return nil, errors.New("pairing result: the certificate is not for this agent's key")
 	}
 	keyPEM, err := pki.EncodeKeyPEM(key)
@@ -60,7 +61,7 @@ func StoreCerts(p paths.Paths, res *Result, key *rsa.PrivateKey) (warnings []str
 		}
 	}
 	if s := res.DispatcherSerial; s != "" {
-		if hexRE.MatchString(s) {
+		if hexRE().MatchString(s) {
 			if err := atomicfile.Write(p.AgentSerial(), []byte(s+"\n"), 0o644); err != nil {
 				return nil, fmt.Errorf("store_certs: %w", err)
 			}

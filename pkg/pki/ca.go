@@ -1,8 +1,8 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -42,7 +42,7 @@ func CAFilesIn(dir string) CAFiles {
 
 // CA is a loaded certificate authority, ready to sign.
 type CA struct {
-	Key     *rsa.PrivateKey
+	Key     crypto.Signer // RSA or ECDSA
 	Cert    *x509.Certificate
 	CertPEM []byte // ca.crt as on disk: what agents receive as "ca"
 	Files   CAFiles
@@ -70,10 +70,15 @@ var ErrCAExists = errors.New("CA already exists")
 // It refuses to touch an existing ca.key. The key's directory is created
 // (0750) if missing.
 func CreateCA(files CAFiles, bits int, now time.Time) (*CA, error) {
+	return CreateCAOfType(files, KeyRSA4096, bits, now)
+}
+
+// CreateCAOfType is CreateCA with a key of type kt (bits is the RSA size).
+func CreateCAOfType(files CAFiles, kt KeyType, bits int, now time.Time) (*CA, error) {
 	if err := refuseExistingCA(files); err != nil {
 		return nil, err
 	}
-	key, err := GenerateKey(bits)
+	key, err := NewKey(kt, bits)
 	if err != nil {
 		return nil, err
 	}
@@ -81,11 +86,11 @@ func CreateCA(files CAFiles, bits int, now time.Time) (*CA, error) {
 }
 
 // CreateCAWithKey is CreateCA with a key the caller already has.
-func CreateCAWithKey(files CAFiles, key *rsa.PrivateKey, now time.Time) (*CA, error) {
+func CreateCAWithKey(files CAFiles, key crypto.Signer, now time.Time) (*CA, error) {
 	if err := refuseExistingCA(files); err != nil {
 		return nil, err
 	}
-	ski, err := subjectKeyID(&key.PublicKey)
+	ski, err := subjectKeyID(key.Public())
 	if err != nil {
 		return nil, err
 	}
@@ -100,9 +105,9 @@ func CreateCAWithKey(files CAFiles, key *rsa.PrivateKey, now time.Time) (*CA, er
 		IsCA:                  true,
 		SubjectKeyId:          ski,
 		AuthorityKeyId:        ski,
-		SignatureAlgorithm:    x509.SHA256WithRSA,
+		SignatureAlgorithm:    signatureAlgorithm(key),
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return nil, fmt.Errorf("self-sign CA certificate: %w", err)
 	}
@@ -160,7 +165,7 @@ func LoadCA(files CAFiles) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA cert %s: %w", files.Cert, err)
 	}
-	if !key.PublicKey.Equal(cert.PublicKey) {
+	if !KeyMatches(key, cert) {
 		return nil, fmt.Errorf("CA key %s does not belong to CA cert %s", files.Key, files.Cert)
 	}
 	return &CA{Key: key, Cert: cert, CertPEM: certPEM, Files: files}, nil
@@ -179,8 +184,9 @@ type SignOptions struct {
 
 // SignCSR issues a certificate for a CSR that passes ParseCSR: the CSR's
 // subject copied verbatim, none of its extensions, SKI and AKI only (no key
-// usage, no EKU, because the certs serve as TLS client and server),
-// sha256WithRSA, valid from now for days days.
+// usage, no EKU, because the certs serve as TLS client and server), signed
+// with SHA-256 and the CA's key (RSA or ECDSA; either kind of CSR), valid
+// from now for days days.
 //
 // The serial is ca.serial plus one. Reading, incrementing and writing
 // ca.serial and signing all happen under flock(LOCK_EX) on ca.serial, the
@@ -204,7 +210,7 @@ func (ca *CA) SignCSR(csrPEM []byte, days int, now time.Time, opts SignOptions) 
 		NotAfter:           now.UTC().Add(time.Duration(days) * 24 * time.Hour),
 		SubjectKeyId:       ski,
 		AuthorityKeyId:     ca.Cert.SubjectKeyId, // empty for an SKI-less (v1) CA: no AKI
-		SignatureAlgorithm: x509.SHA256WithRSA,
+		SignatureAlgorithm: signatureAlgorithm(ca.Key),
 	}
 	var der []byte
 	err = withSerialLock(ca.Files.Serial, func(sf *serialFile) error {
@@ -233,12 +239,13 @@ func (ca *CA) SignCSR(csrPEM []byte, days int, now time.Time, opts SignOptions) 
 // IssueCtrlExecCert generates a new ctrl-exec key and a certificate CN=ctrl-exec
 // valid for days days, with a serial of at least CtrlExecSerialFloor, and
 // replaces keyPath (0640, the directory's group: WriteCtrlExecKey) and
-// certPath (0644), each written whole.
+// certPath (0644), each written whole. The key is of the CA's type
+// (setup-ca --key-type chooses both); bits is the RSA size.
 func (ca *CA) IssueCtrlExecCert(keyPath, certPath string, bits, days int, now time.Time) (*x509.Certificate, error) {
 	if days <= 0 {
 		return nil, errors.New("days must be a positive integer")
 	}
-	key, err := GenerateKey(bits)
+	key, err := NewKey(KeyTypeOf(ca.Key), bits)
 	if err != nil {
 		return nil, err
 	}

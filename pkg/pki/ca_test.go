@@ -247,7 +247,7 @@ func TestSignCSRRejectsBadInput(t *testing.T) {
 		{"leading space", append([]byte(" "), good...), 1, "Invalid CSR format"},
 		{"garbage body", []byte("-----BEGIN CERTIFICATE REQUEST-----\nYQ==\n-----END CERTIFICATE REQUEST-----\n"), 1, "Invalid CSR format"},
 		{"tampered", tampered, 1, "CSR self-signature does not verify"},
-		{"ecdsa", ecCSR, 1, "needs RSA"},
+		{"ecdsa p-224", ecCSR, 1, "P-256 or P-384"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,9 +275,10 @@ func tamperCSR(t *testing.T, csrPEM []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
+// ecdsaCSR is a CSR for an ECDSA key on a curve ctrl-exec refuses (P-224).
 func ecdsaCSR(t *testing.T) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,7 +543,7 @@ func TestIssueCtrlExecCert(t *testing.T) {
 	}
 	got := shape{
 		CN: cert.Subject.CommonName, Serial: pki.SerialHex(cert), CASerialFile: readFile(t, ca.Files.Serial),
-		KeyMatches: key.PublicKey.Equal(cert.PublicKey), SameAsDisk: onDisk.Equal(cert),
+		KeyMatches: pki.KeyMatches(key, cert), SameAsDisk: onDisk.Equal(cert),
 		KeyMode: fileMode(t, keyPath), CertMode: fileMode(t, certPath), NotAfter: cert.NotAfter,
 	}
 	want := shape{

@@ -2,8 +2,10 @@ package pki
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -24,11 +26,11 @@ var (
 
 // CreateCSR returns a PEM CSR for key whose subject is exactly CN=cn, with no
 // attributes, signed with SHA-256 — what `openssl req -new -subj /CN=<cn>`
-// produces.
-func CreateCSR(key *rsa.PrivateKey, cn string) ([]byte, error) {
+// produces. key is RSA or ECDSA.
+func CreateCSR(key crypto.Signer, cn string) ([]byte, error) {
 	tmpl := &x509.CertificateRequest{
 		Subject:            pkix.Name{CommonName: cn},
-		SignatureAlgorithm: x509.SHA256WithRSA,
+		SignatureAlgorithm: signatureAlgorithm(key),
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
@@ -39,7 +41,8 @@ func CreateCSR(key *rsa.PrivateKey, cn string) ([]byte, error) {
 
 // ParseCSR applies the checks every signing path makes before signing: at most
 // MaxCSRSize bytes, starting with the CERTIFICATE REQUEST PEM header, a valid
-// self-signature (which the Perl CA leaves to openssl) and an RSA key. The
+// self-signature (which the Perl CA leaves to openssl) and an RSA or ECDSA
+// (P-256 or P-384) key. The
 // requested name is csr.Subject.CommonName; callers compare it with the
 // hostname the agent claimed.
 func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
@@ -57,8 +60,8 @@ func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCSRFormat, err)
 	}
-	if csr.PublicKeyAlgorithm != x509.RSA {
-		return nil, fmt.Errorf("CSR key is %v, ctrl-exec needs RSA", csr.PublicKeyAlgorithm)
+	if err := checkCSRKey(csr); err != nil {
+		return nil, err
 	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("CSR self-signature does not verify (corrupted or tampered request): %w", err)
@@ -73,4 +76,20 @@ func CSRCommonName(csrPEM []byte) (string, error) {
 		return "", err
 	}
 	return csr.Subject.CommonName, nil
+}
+
+// checkCSRKey accepts RSA keys and ECDSA keys on P-256 or P-384, the curves
+// OpenSSL peers and Go's TLS both handle.
+func checkCSRKey(csr *x509.CertificateRequest) error {
+	switch pub := csr.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		if pub.Curve != elliptic.P256() && pub.Curve != elliptic.P384() {
+			return fmt.Errorf("CSR key is ECDSA on %s, ctrl-exec needs P-256 or P-384", pub.Curve.Params().Name)
+		}
+		return nil
+	}
+	if csr.PublicKeyAlgorithm != x509.RSA {
+		return fmt.Errorf("CSR key is %v, ctrl-exec needs RSA or ECDSA", csr.PublicKeyAlgorithm)
+	}
+	return nil
 }

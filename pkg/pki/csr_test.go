@@ -73,7 +73,7 @@ func TestParseCSRChecks(t *testing.T) {
 		{"NEW CERTIFICATE REQUEST", bytes.Replace(good, []byte("CERTIFICATE REQUEST"), []byte("NEW CERTIFICATE REQUEST"), 2), pki.ErrCSRFormat, "Invalid CSR format"},
 		{"truncated", good[:200], pki.ErrCSRFormat, "Invalid CSR format"},
 		{"tampered", tamperCSR(t, good), nil, "self-signature does not verify"},
-		{"ecdsa", ecdsaCSR(t), nil, "needs RSA"},
+		{"ecdsa p-224", ecdsaCSR(t), nil, "P-256 or P-384"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

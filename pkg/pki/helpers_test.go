@@ -1,6 +1,7 @@
 package pki_test
 
 import (
+	"crypto"
 	"crypto/rsa"
 	"os"
 	"os/exec"
@@ -47,7 +48,7 @@ func newCA(t testing.TB) *pki.CA {
 	return ca
 }
 
-func mustCSR(t testing.TB, key *rsa.PrivateKey, cn string) []byte {
+func mustCSR(t testing.TB, key crypto.Signer, cn string) []byte {
 	t.Helper()
 	csr, err := pki.CreateCSR(key, cn)
 	if err != nil {

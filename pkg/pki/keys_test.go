@@ -1,6 +1,10 @@
 package pki_test
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"errors"
 	"io/fs"
 	"strings"
@@ -53,7 +57,7 @@ func TestKeyPEMRoundTripIsPKCS8(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !back.Equal(key) {
+	if !back.(interface{ Equal(crypto.PrivateKey) bool }).Equal(key) {
 		t.Error("key changed in the round trip")
 	}
 }
@@ -69,6 +73,8 @@ func TestLoadKeyReadsOpenSSLKeys(t *testing.T) {
 	}{
 		{"pkcs1", "k1.pem", "-----BEGIN RSA PRIVATE KEY-----", []string{"genrsa", "-traditional", "-out", "k1.pem", "1024"}},
 		{"pkcs8", "k8.pem", "-----BEGIN PRIVATE KEY-----", []string{"genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", "k8.pem"}},
+		{"sec1 ec", "ec.pem", "-----BEGIN EC PRIVATE KEY-----", []string{"ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.pem"}},
+		{"pkcs8 ec", "ec8.pem", "-----BEGIN PRIVATE KEY-----", []string{"genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "ec8.pem"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,8 +87,17 @@ func TestLoadKeyReadsOpenSSLKeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if key.N.BitLen() != 1024 {
-				t.Errorf("bits = %d", key.N.BitLen())
+			switch k := key.(type) {
+			case *rsa.PrivateKey:
+				if k.N.BitLen() != 1024 {
+					t.Errorf("bits = %d", k.N.BitLen())
+				}
+			case *ecdsa.PrivateKey:
+				if k.Curve != elliptic.P256() {
+					t.Errorf("curve %s", k.Curve.Params().Name)
+				}
+			default:
+				t.Errorf("loaded a %T", key)
 			}
 		})
 	}

@@ -71,6 +71,11 @@ type Rotator struct {
 	// system resolver).
 	Lookup func(ctx context.Context, host string) ([]string, error)
 
+	// AfterRotate, if set, runs after each successful rotation: the roles
+	// drop their TLS session caches there, since sessions made with the old
+	// certificate must not be offered again.
+	AfterRotate func()
+
 	Log zerolog.Logger
 	Now func() time.Time
 }
@@ -373,6 +378,9 @@ func (r *Rotator) rotateLocked() (Result, error) {
 	}
 	r.Log.Info().Str("OLD_SERIAL", old).Str("NEW_SERIAL", serial).Str("OVERLAP_EXPIRES", overlap).
 		Int("AGENTS", len(agents)).Msg("cert-rotated")
+	if r.AfterRotate != nil {
+		r.AfterRotate()
+	}
 	return Result{Rotated: true, Serial: serial, OldSerial: old, OverlapExpires: overlap, AgentsPending: len(agents)}, nil
 }
 

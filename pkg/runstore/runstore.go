@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
@@ -30,7 +31,7 @@ var (
 )
 
 // resultFile matches the names the purge may delete, and valid reqids.
-var resultFile = regexp.MustCompile(`^[a-f0-9]+\.json$`)
+var resultFile = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-f0-9]+\.json$`) })
 
 // Store is the runs directory.
 type Store struct {
@@ -71,7 +72,7 @@ func (s Store) Save(rec Record) error {
 // when there is none, ErrCorrupt when it is not one JSON object, another
 // error when it cannot be read.
 func (s Store) Load(reqid string) (dispatch.Object, error) {
-	if !resultFile.MatchString(reqid + ".json") {
+	if !resultFile().MatchString(reqid + ".json") {
 		return dispatch.Object{}, ErrNoResult
 	}
 	data, err := os.ReadFile(filepath.Join(s.Dir, reqid+".json"))
@@ -97,7 +98,7 @@ func (s Store) Purge() {
 	}
 	cutoff := s.Now().Add(-TTL)
 	for _, e := range entries {
-		if !resultFile.MatchString(e.Name()) {
+		if !resultFile().MatchString(e.Name()) {
 			continue
 		}
 		info, err := e.Info()

@@ -11,8 +11,11 @@ package tlsx
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
@@ -36,8 +39,7 @@ func TLS12CipherSuites() []uint16 {
 // Session tickets are off, so every connection is a full handshake whose
 // client chain is verified against the CA loaded now; the caller's revocation
 // and stored-serial checks then read ConnectionState.PeerCertificates.
-// Neither the Go nor the Perl control host resumes sessions, so nothing is
-// lost.
+// ResumingAgentServerConfig is the same policy with TLS 1.3 resumption.
 func AgentServerConfig(id *Identity) *tls.Config {
 	return &tls.Config{
 		MinVersion:             tls.VersionTLS12,
@@ -101,16 +103,55 @@ func plainHandshakeConfig(st *identityState) *tls.Config {
 // control host calls it per outbound operation (run, ping, one fan-out), so a
 // rotated ctrl-exec certificate is used without a restart; the agent's
 // self-ping uses it with the agent's own files.
+//
+// The key is parsed (and checked against the certificate) only when a
+// handshake first asks for the client certificate: an RSA-4096 key costs
+// about a millisecond to load, and a resumed handshake never signs. A bad
+// key then fails that handshake with an error naming both files. The
+// returned config's Certificates holds the chain without its key, for
+// ClientCertificateDER.
 func LoadClientConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	fail := func(err error) error {
+		return fmt.Errorf("load TLS certificate %s with key %s: %w", certFile, keyFile, err)
+	}
+	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return nil, fmt.Errorf("load TLS certificate %s with key %s: %w", certFile, keyFile, err)
+		return nil, fail(err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fail(err)
+	}
+	var chain [][]byte
+	for rest := certPEM; ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		if block.Type == "CERTIFICATE" {
+			chain = append(chain, block.Bytes)
+		}
+	}
+	if len(chain) == 0 {
+		return nil, fail(errors.New("no CERTIFICATE PEM block found"))
+	}
+	if _, err := x509.ParseCertificate(chain[0]); err != nil {
+		return nil, fail(err)
 	}
 	roots, err := LoadCAPool(caFile)
 	if err != nil {
 		return nil, err
 	}
-	return ClientConfig(cert, roots), nil
+	pair := sync.OnceValues(func() (*tls.Certificate, error) {
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fail(err)
+		}
+		return &cert, nil
+	})
+	cfg := clientConfig(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair() }, roots)
+	cfg.Certificates = []tls.Certificate{{Certificate: chain}}
+	return cfg, nil
 }
 
 // ClientConfig is the client side of 7443: it presents cert whatever CA names
@@ -118,12 +159,16 @@ func LoadClientConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 // no host name check. Used directly with the previous ctrl-exec key pair for
 // rotation broadcasts.
 func ClientConfig(cert tls.Certificate, roots *x509.CertPool) *tls.Config {
+	cfg := clientConfig(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }, roots)
+	cfg.Certificates = []tls.Certificate{{Certificate: cert.Certificate}}
+	return cfg
+}
+
+func clientConfig(get func(*tls.CertificateRequestInfo) (*tls.Certificate, error), roots *x509.CertPool) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		CipherSuites: TLS12CipherSuites(),
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &cert, nil
-		},
+		MinVersion:           tls.VersionTLS12,
+		CipherSuites:         TLS12CipherSuites(),
+		GetClientCertificate: get, // whatever CA names the server advertises
 		// The Perl agent reads a request with one SSL_read: each request
 		// (one Write) must travel in a single TLS record, up to 16 KiB.
 		DynamicRecordSizingDisabled: true,
@@ -137,6 +182,16 @@ func ClientConfig(cert tls.Certificate, roots *x509.CertPool) *tls.Config {
 			return nil
 		},
 	}
+}
+
+// ClientCertificateDER is the leaf certificate a client config from
+// LoadClientConfig or ClientConfig presents, without loading its key; nil
+// for other configs.
+func ClientCertificateDER(cfg *tls.Config) []byte {
+	if len(cfg.Certificates) == 0 || len(cfg.Certificates[0].Certificate) == 0 {
+		return nil
+	}
+	return cfg.Certificates[0].Certificate[0]
 }
 
 // PairingClientConfig is the agent's config for request-pairing: TLS 1.2+ and

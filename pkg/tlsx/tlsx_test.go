@@ -1,6 +1,7 @@
 package tlsx_test
 
 import (
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -387,7 +388,7 @@ func TestLoadIdentityReadsPKCS1Key(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, home.agent.Key, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}))
+	write(t, home.agent.Key, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k.(*rsa.PrivateKey))}))
 	addr, seen := serve(t, tlsx.AgentServerConfig(mustIdentity(t, home.agent)))
 	if _, err := talk(t, addr, mustClient(t, home.ctrlExec)); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"sync"
 )
 
 // Pairing messages are a CSR or a certificate pair: kilobytes. The caps only
@@ -27,8 +28,8 @@ var (
 // Upstream's server searches the whole head, unanchored; its client anchors
 // the search to a line start.
 var (
-	reHeadContentLength = regexp.MustCompile(`(?i)Content-Length:[\t\n\f\r\v ]*(\d+)`)
-	reLineContentLength = regexp.MustCompile(`(?i)^Content-Length:[\t\n\f\r\v ]*(\d+)`)
+	reHeadContentLength = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)Content-Length:[\t\n\f\r\v ]*(\d+)`) })
+	reLineContentLength = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)^Content-Length:[\t\n\f\r\v ]*(\d+)`) })
 )
 
 // ReadPairingRequest is the pairing server's reader (§11.4 step 1): lines up
@@ -52,7 +53,7 @@ func ReadPairingRequest(r *bufio.Reader) ([]byte, error) {
 		}
 	}
 	n := 0
-	if m := reHeadContentLength.FindSubmatch(head); m != nil {
+	if m := reHeadContentLength().FindSubmatch(head); m != nil {
 		v, err := strconv.Atoi(string(m[1]))
 		if err != nil || v > MaxPairingBody {
 			return nil, fmt.Errorf("pairing request Content-Length %.20s over %d bytes", m[1], MaxPairingBody)
@@ -94,7 +95,7 @@ func ReadPairingFrame(br *bufio.Reader) ([]byte, error) {
 		if len(h) == 0 {
 			break
 		}
-		if m := reLineContentLength.FindSubmatch(h); m != nil {
+		if m := reLineContentLength().FindSubmatch(h); m != nil {
 			v, err := strconv.Atoi(string(m[1]))
 			if err != nil || v > MaxPairingBody {
 				return nil, fmt.Errorf("pairing response Content-Length %.20s over %d bytes", m[1], MaxPairingBody)

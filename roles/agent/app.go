@@ -16,6 +16,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/completion"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
 
 // options is the agent's option table (SPEC §4.1). Unknown options are usage
@@ -29,6 +30,7 @@ var options = cliargs.Spec{
 		{Name: "port", TakesArg: true},
 		{Name: "background"},
 		{Name: "timeout", TakesArg: true},
+		{Name: "key-type", TakesArg: true},
 		{Name: pairingChildFlag, TakesArg: true}, // internal: the detached background-pairing helper (D-9)
 	},
 }
@@ -72,6 +74,7 @@ func newApp(e *env) *cli.App {
 			&cli.IntFlag{Name: "port", Value: 7444, Usage: "control host pairing `PORT` (request-pairing)"},
 			&cli.BoolFlag{Name: "background", Usage: "print the request ID and wait for approval in a detached helper (request-pairing)"},
 			&cli.IntFlag{Name: "timeout", Value: 30, Usage: "`SECONDS` the background helper waits for approval, at most 600; 0 = no limit"},
+			&cli.StringFlag{Name: "key-type", Value: string(pki.KeyRSA4096), Usage: "`TYPE` of the key request-pairing generates: rsa-4096 or ecdsa-p256"},
 			&cli.StringFlag{Name: pairingChildFlag, Hidden: true},
 		},
 		Commands: []*cli.Command{

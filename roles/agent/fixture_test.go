@@ -130,6 +130,7 @@ type setup struct {
 	now       func() time.Time // nil = the wall clock
 	maxConns  int              // 0 = DefaultMaxConns
 	shedAfter time.Duration
+	handshook func(tls.ConnectionState)
 }
 
 // testAgent is a Server on 127.0.0.1:0 in a temp dir.
@@ -191,6 +192,7 @@ func startAgent(t *testing.T, s setup) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.handshook = s.handshook
 	a.srv = srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

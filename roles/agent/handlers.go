@@ -201,7 +201,7 @@ func (s *Server) handlePing(_ context.Context, c *call) reply {
 		"status":  "ok",
 		"host":    s.hostname,
 		"version": s.version,
-		"expiry":  certExpiry(c.rt.cfg),
+		"expiry":  s.expiry.get(c.rt.cfg),
 		"reqid":   reqid,
 	})
 }

@@ -2,7 +2,7 @@ package agent
 
 import (
 	"context"
-	"crypto/rsa"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +44,8 @@ func requestPairingCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "request-pairing",
 		Usage: "ask the control host for this agent's certificate",
-		Description: `Generates a new key and CSR for this host's name, sends the CSR to the
+		Description: `Generates a new key (--key-type rsa-4096, the default, or ecdsa-p256) and CSR
+for this host's name, sends the CSR to the
 control host's pairing-mode (--dispatcher <host>, --port, default 7444) and
 waits for the operator to approve it there, after comparing the pairing code
 printed here. On approval stores agent.crt, agent.key, ca.crt and
@@ -94,6 +95,7 @@ type pairingRequest struct {
 	servePort  int // this agent's serve port, 0 = unknown
 	timeout    int // background only; <= 0 = no timer
 	configPath string
+	keyType    pki.KeyType
 }
 
 func pairingOptions(e *env, c *cli.Context) (pairingRequest, error) {
@@ -106,6 +108,11 @@ func pairingOptions(e *env, c *cli.Context) (pairingRequest, error) {
 	if r.dispatcher == "" {
 		return r, cliapp.Fatalf("--dispatcher <host> required for request-pairing")
 	}
+	kt, err := pki.ParseKeyType(c.String("key-type"))
+	if err != nil {
+		return r, cliapp.Fatalf("--key-type: %v", err)
+	}
+	r.keyType = kt
 	// The serve port is a Go addition to the request; without a readable
 	// agent.conf the control host assumes 7443.
 	if conf, _, err := config.LoadAgent(r.configPath, e.paths); err == nil {
@@ -137,7 +144,7 @@ func requestPairing(e *env, c *cli.Context) error {
 		return cliapp.Fatalf("%v", err)
 	}
 	fmt.Fprintf(e.stdout, "Generating key and CSR for '%s'...\n", host)
-	key, csr, err := keyAndCSR(host)
+	key, csr, err := keyAndCSR(host, r.keyType)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
@@ -175,8 +182,8 @@ func preflight(p paths.Paths) error {
 	return nil
 }
 
-func keyAndCSR(host string) (*rsa.PrivateKey, []byte, error) {
-	key, err := pki.GenerateKey(pki.KeyBitsFromEnv())
+func keyAndCSR(host string, kt pki.KeyType) (crypto.Signer, []byte, error) {
+	key, err := pki.NewKey(kt, pki.KeyBitsFromEnv())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,7 +211,7 @@ func submitFailure(dispatcher string, err error) string {
 }
 
 // storeResult writes an approval to disk and logs pair-complete.
-func storeResult(e *env, r pairingRequest, res *pairing.Result, key *rsa.PrivateKey) error {
+func storeResult(e *env, r pairingRequest, res *pairing.Result, key crypto.Signer) error {
 	warns, err := pairing.StoreCerts(e.paths, res, key)
 	if err != nil {
 		return err
@@ -250,6 +257,7 @@ func startPairingChild(e *env, r pairingRequest) error {
 			"--dispatcher", r.dispatcher,
 			"--port", strconv.Itoa(r.port),
 			"--timeout", strconv.Itoa(r.timeout),
+			"--key-type", string(r.keyType),
 			"--" + pairingChildFlag + "=3", // ExtraFiles[0]
 			"request-pairing"},
 		// Not the caller's stdout: `reqid=$(ctrl-exec-agent … --background)`
@@ -318,7 +326,7 @@ func pairingChild(e *env, c *cli.Context) error {
 		report("error", err.Error())
 		return cliapp.Exit(255, "")
 	}
-	key, csr, err := keyAndCSR(host)
+	key, csr, err := keyAndCSR(host, r.keyType)
 	if err != nil {
 		report("error", err.Error())
 		return cliapp.Exit(255, "")

@@ -83,7 +83,7 @@ func (s *Server) handleRenewComplete(_ context.Context, c *call) reply {
 	if err != nil {
 		return s.renewFailed(c, reqid, 500, fmt.Sprintf("read CA %s: %s", cfg.CA, osReason(err)))
 	}
-	cert, err := pki.ValidateRenewedCert([]byte(certPEM), []byte(caPEM), trusted, &key.PublicKey, s.now())
+	cert, err := pki.ValidateRenewedCert([]byte(certPEM), []byte(caPEM), trusted, key.Public(), s.now())
 	if err != nil {
 		return s.renewFailed(c, reqid, 400, err.Error())
 	}

@@ -44,7 +44,7 @@ func agentKey(t *testing.T, path string) *rsa.PrivateKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return key
+	return key.(*rsa.PrivateKey)
 }
 
 // signFor issues a certificate for key from ca, valid from now for days.

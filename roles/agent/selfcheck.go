@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -149,8 +150,8 @@ handshake fails, or the answer is anything else.`,
 }
 
 var (
-	pingOK       = regexp.MustCompile(`"status"\s*:\s*"ok"`)
-	pingMismatch = regexp.MustCompile(`(?i)serial mismatch|serial.reject`)
+	pingOK       = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`"status"\s*:\s*"ok"`) })
+	pingMismatch = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)serial mismatch|serial.reject`) })
 )
 
 const selfPingTimeout = 5 * time.Second
@@ -198,9 +199,9 @@ func selfPing(e *env, configPath string) error {
 	response, rerr := io.ReadAll(conn)
 
 	switch {
-	case pingOK.Match(response):
+	case pingOK().Match(response):
 		fmt.Fprintln(out, "  Ping response: OK")
-	case pingMismatch.Match(response):
+	case pingMismatch().Match(response):
 		fmt.Fprintln(out, "  Ping response: 403 serial mismatch (expected - agent is running and enforcing policy)")
 	default:
 		raw := string(response)

@@ -79,7 +79,10 @@ type Server struct {
 	tlsConfig  *tls.Config
 	rt         atomic.Pointer[runtime]
 	serial     storedSerial
+	expiry     expiryCache
 	routes     map[route]handler
+
+	handshook func(tls.ConnectionState) // tests: sees each completed handshake
 }
 
 // NewServer performs the serve startup sequence up to listening (SPEC §4.2
@@ -126,8 +129,21 @@ func NewServer(o ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Cannot start server: %w", err)
 	}
-	s.tlsConfig = tlsx.AgentServerConfig(s.identity)
+	s.tlsConfig = tlsx.ResumingAgentServerConfig(s.identity, s.mayResume)
 	return s, nil
+}
+
+// mayResume lets a session resume only while its client certificate is not
+// revoked and, when a serial is stored, is the stored one; otherwise the
+// client falls back to a full handshake and meets the usual checks with the
+// certificate it presents now.
+func (s *Server) mayResume(peerSerial string) bool {
+	rt := s.rt.Load()
+	if _, revoked := rt.revoked.Match(peerSerial); revoked {
+		return false
+	}
+	stored := s.serial.get(rt.cfg.SerialPath)
+	return stored == "" || stored == peerSerial
 }
 
 // Listen opens the configured port on every address, IPv6 and IPv4 alike
@@ -241,6 +257,9 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn, slot *netserve.Slo
 		return
 	}
 	defer conn.Close()
+	if s.handshook != nil {
+		s.handshook(conn.ConnectionState())
+	}
 
 	peerSerial := tlsx.PeerSerialHex(conn.ConnectionState())
 	stored := s.serial.get(rt.cfg.SerialPath)

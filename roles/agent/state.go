@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
 
@@ -123,6 +124,36 @@ func (s *storedSerial) get(path string) string {
 func (s *storedSerial) reload(path string) string {
 	s.cur.Store(nil)
 	return s.get(path)
+}
+
+// expiryCache answers /ping's "expiry" without reading and parsing the
+// certificate on every request: it re-reads only when the certificate file's
+// stamp changes (a renewal or an operator replacing it).
+type expiryCache struct {
+	cur atomic.Pointer[expiryState]
+}
+
+type expiryState struct {
+	path  string
+	stamp fileStamp
+	value string
+}
+
+// get is certExpiry(cfg), cached.
+func (e *expiryCache) get(cfg *config.Agent) string {
+	stamp := stampOf(cfg.Cert)
+	if st := e.cur.Load(); st != nil && st.path == cfg.Cert && st.stamp == stamp && stamp != (fileStamp{}) {
+		for _, f := range []string{cfg.Key, cfg.CA} {
+			if fi, err := os.Stat(f); err != nil || !fi.Mode().IsRegular() {
+				return "unknown"
+			}
+		}
+		return st.value
+	}
+	// The stamp is taken before the read, as in storedSerial.get.
+	value := certExpiry(cfg)
+	e.cur.Store(&expiryState{path: cfg.Cert, stamp: stamp, value: value})
+	return value
 }
 
 // fileStamp identifies one version of a file; the zero value is "absent".

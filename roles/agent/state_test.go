@@ -5,11 +5,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 )
 
 func TestParseRevoked(t *testing.T) {
@@ -175,4 +179,47 @@ func FuzzDecodeObject(f *testing.F) {
 			scalarTexts(list)
 		}
 	})
+}
+
+// The cached /ping expiry follows the files: a replaced certificate shows
+// its own date, a missing key makes it "unknown", a restored key brings it back.
+func TestExpiryCacheFollowsTheFiles(t *testing.T) {
+	c := testCerts(t)
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key")
+	copyTo := func(from, to string) {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyTo(c.agentCert, cert)
+	copyTo(c.agentKey, key)
+	cfg := &config.Agent{Cert: cert, Key: key, CA: c.ca}
+	var e expiryCache
+	var got []string
+	got = append(got, e.get(cfg), e.get(cfg))
+	csr, err := pki.CreateCSR(pkitest.Key(t, 1024, 1), "agent-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := c.authority.SignCSR(csr, 10, time.Now(), pki.SignOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cert, pki.CertPEM(renewed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, e.get(cfg))
+	os.Rename(key, key+".away")
+	got = append(got, e.get(cfg))
+	os.Rename(key+".away", key)
+	got = append(got, e.get(cfg))
+	a, b := pki.FormatOpenSSLDate(c.agentNotAfter), pki.FormatOpenSSLDate(renewed.NotAfter)
+	if diff := cmp.Diff([]string{a, a, b, "unknown", b}, got); diff != "" {
+		t.Errorf("expiry (-want +got):\n%s", diff)
+	}
 }

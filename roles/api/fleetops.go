@@ -73,7 +73,7 @@ func (b requestBody) fleetFields() (fleetFields, string) {
 	f.stream = f.stream || strings.Contains(b.accept, ops.ContentTypeNDJSON)
 	if b.obj.Defined("rerun") {
 		raw, _ := b.obj.Raw("rerun")
-		if json.Unmarshal(raw, &f.rerun) != nil || !statusPath.MatchString("/status/"+f.rerun) {
+		if json.Unmarshal(raw, &f.rerun) != nil || !statusPath().MatchString("/status/"+f.rerun) {
 			return f, "rerun must be a reqid (lowercase hex)"
 		}
 	}

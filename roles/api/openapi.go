@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // embeddedSpec is this server's own OpenAPI 3.1 description, served when no
@@ -187,7 +188,7 @@ func dig(v any, keys ...string) any {
 	return v
 }
 
-var buildStamp = regexp.MustCompile(`\+\d+$`)
+var buildStamp = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\+\d+$`) })
 
 // stampVersion replaces any "+<digits>" suffix of info.version with
 // "+<unix time>" so viewers see a new document (§14.6 step 5); a document
@@ -202,5 +203,5 @@ func stampVersion(spec map[string]any, fallback string, unix int64) {
 	if !ok {
 		base = fallback
 	}
-	info["version"] = buildStamp.ReplaceAllString(base, "") + "+" + strconv.FormatInt(unix, 10)
+	info["version"] = buildStamp().ReplaceAllString(base, "") + "+" + strconv.FormatInt(unix, 10)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 )
 
 // startRotationLoop runs the control-host certificate rotation check loop
@@ -17,11 +18,19 @@ import (
 // The loop logs with the API's ident. It returns a function that stops the
 // loop and waits for it; serve calls it before logging api-stop. Test knobs
 // as in pairing-mode: $CTRL_EXEC_TEST_CHECK_DELAY, $CTRL_EXEC_TEST_NOW.
-func startRotationLoop(ctx context.Context, cfg *config.Control, e *env) (stop func()) {
+func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, sessions *sessioncache.Cache) (stop func()) {
 	if !cfg.APIRotationLoop {
 		return func() {}
 	}
-	r := rotation.New(cfg, dispatch.NewClient(cfg, e.log), e.log, rotation.ClockFromEnv(e.now))
+	client := dispatch.NewClient(cfg, e.log)
+	client.Sessions = sessions // nil when session_cache = off
+	r := rotation.New(cfg, client, e.log, rotation.ClockFromEnv(e.now))
+	r.AfterRotate = func() {
+		if sessions != nil {
+			sessions.Clear()
+		}
+		_ = sessioncache.Remove(e.paths.StateDir())
+	}
 	return rotation.Start(ctx, rotation.Loop{
 		Rotator:   r,
 		FirstPass: rotation.FirstPassFromEnv(),

@@ -6,6 +6,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/authhook"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
@@ -60,7 +61,7 @@ var endpoints = []struct {
 	{"POST", "/discovery"}, {"GET", "/status/{reqid}"}, {"GET", "/openapi.json"}, {"GET", "/openapi-live.json"},
 }
 
-var statusPath = regexp.MustCompile(`^/status/([a-f0-9]+)$`)
+var statusPath = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/status/([a-f0-9]+)$`) })
 
 // handle logs, authorises and routes one parsed request.
 func (s *Server) handle(ctx context.Context, req *wire.Request, peer string) response {
@@ -100,8 +101,8 @@ func (s *Server) handle(ctx context.Context, req *wire.Request, peer string) res
 		return s.staticSpec()
 	case path == "/openapi-live.json" && method == "GET":
 		return s.liveSpec(ctx)
-	case method == "GET" && statusPath.MatchString(path):
-		return s.status(statusPath.FindStringSubmatch(path)[1])
+	case method == "GET" && statusPath().MatchString(path):
+		return s.status(statusPath().FindStringSubmatch(path)[1])
 	}
 	return errorResponse(404, "not found", "no route for "+method+" "+path)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -47,12 +48,20 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	}
 
 	build := buildinfo.Get()
+	// One in-memory TLS session cache for every agent request the API
+	// makes, so repeat /run and /ping calls resume.
+	var sessions *sessioncache.Cache
+	if cfg.SessionCache {
+		sessions = sessioncache.New(e.now)
+	}
+	fleet := newFleet(cfg, e.paths, e.log, e.now)
+	fleet.Sessions = sessions
 	srv := newServer(serverDeps{
 		conf:    cfg,
 		paths:   e.paths,
 		log:     e.log,
 		now:     e.now,
-		fleet:   newFleet(cfg, e.paths, e.log, e.now),
+		fleet:   fleet,
 		tls:     tlsConf,
 		version: build.Version,
 		commit:  build.Commit,
@@ -66,7 +75,7 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	e.log.Info().Int("PORT", cfg.APIPort).Str("BIND", cfg.APIBind).Str("TLS", useTLS).Msg("api-start")
 	fmt.Fprintf(e.stdout, "ctrl-exec API listening on %s:%d (%s)\n", cfg.APIBind, cfg.APIPort, mode)
 
-	stopRotation := startRotationLoop(ctx, cfg, e)
+	stopRotation := startRotationLoop(ctx, cfg, e, sessions)
 	err = srv.Serve(ctx, ln)
 	stopRotation()
 

@@ -16,6 +16,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/completion"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
 
 // options is the Getopt table of SPEC §3.1: valid anywhere before "--".
@@ -28,6 +29,7 @@ var options = cliargs.Spec{
 		{Name: "username", TakesArg: true},
 		{Name: "token", TakesArg: true},
 		{Name: "force"},
+		{Name: "key-type", TakesArg: true},
 		// Fleet options (none of them upstream's; see fleetops.go).
 		{Name: "tag", TakesArg: true},
 		{Name: "ndjson"},
@@ -111,6 +113,7 @@ func globalFlags(e *env) []cli.Flag {
 		&cli.StringFlag{Name: "username", Value: os.Getenv("USER"), Usage: "advisory identity forwarded to auth hooks and agents"},
 		&cli.StringFlag{Name: "token", Value: os.Getenv("ENVEXEC_TOKEN"), Usage: "opaque token forwarded to auth hooks and agents; never logged (default $ENVEXEC_TOKEN)"},
 		&cli.BoolFlag{Name: "force", Usage: "rotate-cert: rotate even though agents still pending from the last rotation will be stranded"},
+		&cli.StringFlag{Name: "key-type", Value: string(pki.KeyRSA4096), Usage: "`TYPE` of the CA and ctrl-exec keys setup-ca makes: rsa-4096 or ecdsa-p256"},
 	}
 }
 
@@ -128,5 +131,6 @@ Modes:
 Options: --config <path> --json --port <n> --username <name> --token <token> --force
 Fleet:   --tag <key=glob> --ndjson --max-concurrency <n|n%> --max-errors <n|n%>
          --dry-run --save --only <status,...>
+         --key-type rsa-4096|ecdsa-p256 (setup-ca)
 Run 'ctrl-exec <mode> --help' for details.
 `

@@ -2,11 +2,13 @@ package ctrlexec
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 )
 
 // startCheckLoop starts the certificate rotation check loop (§15.2.1) that
@@ -26,7 +28,28 @@ func startCheckLoop(ctx context.Context, e *env, conf *config.Control) (stop fun
 }
 
 // newRotator is rotation as the CLI runs it: the dispatch client of
-// ctrl-exec.conf and the role's clock (or the test clock).
+// ctrl-exec.conf and the role's clock (or the test clock). In pairing-mode
+// the client keeps its TLS sessions in memory between passes; a rotation
+// drops them and every user's session cache file.
 func newRotator(e *env, conf *config.Control) *rotation.Rotator {
-	return rotation.New(conf, dispatch.NewClient(conf, e.log), e.log, rotation.ClockFromEnv(e.now))
+	client := dispatch.NewClient(conf, e.log)
+	if conf.SessionCache {
+		client.Sessions = sessioncache.New(e.now)
+	}
+	r := rotation.New(conf, client, e.log, rotation.ClockFromEnv(e.now))
+	r.AfterRotate = func() {
+		if client.Sessions != nil {
+			client.Sessions.Clear()
+		}
+		dropSessionFiles(e)
+	}
+	return r
+}
+
+// dropSessionFiles removes the TLS session cache files of every user: the
+// ctrl-exec certificate changed, so no cached session may be offered again.
+func dropSessionFiles(e *env) {
+	if err := sessioncache.Remove(e.paths.StateDir()); err != nil {
+		fmt.Fprintf(e.stderr, "Warning: TLS session cache not removed: %v\n", err)
+	}
 }

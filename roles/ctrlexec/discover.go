@@ -89,6 +89,7 @@ func discover(e *env, c *cli.Context) error {
 		results = append(results, got...)
 	}
 	prog.clear()
+	saveSessions(e, client)
 
 	type row struct {
 		rec registry.Record

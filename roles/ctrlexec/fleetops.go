@@ -191,6 +191,7 @@ func runOn(e *env, c *cli.Context, s *fanoutSetup, f fleetFlags, p runPlan) erro
 	}, opts)
 	prog.clear()
 	held.Release()
+	saveSessions(e, client)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
@@ -330,6 +331,7 @@ func pingOn(ctx context.Context, e *env, c *cli.Context, s *fanoutSetup, f fleet
 	}
 	ping, err := fleet.PingHosts(ctx, client, hosts, opts)
 	prog.clear()
+	saveSessions(e, client)
 	if err != nil {
 		return nil, err
 	}

@@ -364,8 +364,8 @@ type pairingConsole struct {
 }
 
 var (
-	approveNthRE = regexp.MustCompile(`^a(\d+)$`)
-	denyNthRE    = regexp.MustCompile(`^d(\d+)$`)
+	approveNthRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^a(\d+)$`) })
+	denyNthRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^d(\d+)$`) })
 )
 
 // command runs one operator line and reports whether to quit.
@@ -377,10 +377,10 @@ func (p *pairingConsole) command(line string) (quit bool) {
 		return true
 	case line == "list" || line == "l":
 		p.prompt()
-	case approveNthRE.MatchString(line):
-		p.nth(approveNthRE.FindStringSubmatch(line)[1], p.approve)
-	case denyNthRE.MatchString(line):
-		p.nth(denyNthRE.FindStringSubmatch(line)[1], p.deny)
+	case approveNthRE().MatchString(line):
+		p.nth(approveNthRE().FindStringSubmatch(line)[1], p.approve)
+	case denyNthRE().MatchString(line):
+		p.nth(denyNthRE().FindStringSubmatch(line)[1], p.deny)
 	case line == "a" || line == "A":
 		p.only("a", p.approve)
 	case line == "d" || line == "D":

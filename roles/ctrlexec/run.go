@@ -3,6 +3,8 @@ package ctrlexec
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -13,6 +15,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 )
 
 const (
@@ -134,11 +137,43 @@ func (s *fanoutSetup) authorise(ctx context.Context, e *env, req authhook.Reques
 func (s *fanoutSetup) client(e *env, c *cli.Context, total int) (*dispatch.Client, *progressLine) {
 	client := dispatch.NewClient(s.conf, e.log)
 	client.Port = c.Int("port")
+	if s.conf.SessionCache {
+		client.Sessions = loadSessions(e)
+	}
 	prog := newProgressLine(e.stderr, total)
 	if prog != nil {
 		client.Progress = prog.update
 	}
 	return client, prog
+}
+
+// sessionFile is this user's TLS session cache file (one per user: it is
+// private to its owner).
+func sessionFile(e *env) string {
+	return sessioncache.FileName(e.paths.StateDir(), os.Geteuid())
+}
+
+// loadSessions reads the session cache; one that cannot be trusted is
+// ignored with a warning and every agent gets a full handshake.
+func loadSessions(e *env) *sessioncache.Cache {
+	cache, warning := sessioncache.Load(sessionFile(e), e.now)
+	if warning != "" {
+		fmt.Fprintln(e.stderr, "Warning: "+warning)
+		e.log.Warn().Str("MSG", warning).Msg("session-cache-warn")
+	}
+	return cache
+}
+
+// saveSessions writes back the sessions the run made or renewed. A cache
+// that cannot be written costs the next run its resumptions, nothing more,
+// so it is logged, not fatal.
+func saveSessions(e *env, client *dispatch.Client) {
+	if client.Sessions == nil {
+		return
+	}
+	if err := client.Sessions.Save(sessionFile(e)); err != nil {
+		e.log.Warn().Str("MSG", err.Error()).Msg("session-cache-warn")
+	}
 }
 
 func runScript(e *env, c *cli.Context) error {

@@ -23,12 +23,18 @@ func setupCACommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "setup-ca",
 		Usage: "create the certificate authority (once per control host)",
-		Description: `Creates /etc/ctrl-exec/ca.key (RSA 4096, mode 0600), the self-signed
-ca.crt (CN=ctrl-exec CA, 10 years) and ca.serial. Refuses to run when ca.key
-exists: replacing the CA means re-pairing every agent.
+		Description: `Creates /etc/ctrl-exec/ca.key (mode 0600), the self-signed ca.crt
+(CN=ctrl-exec CA, 10 years) and ca.serial. Refuses to run when ca.key exists:
+replacing the CA means re-pairing every agent.
 
-Exit status: 0; 255 if the CA exists or cannot be written.`,
-		Action: func(c *cli.Context) error { return setupCA(e) },
+--key-type chooses the CA key: rsa-4096 (the default, as upstream) or
+ecdsa-p256 (much cheaper handshakes). setup-ctrl-exec and rotate-cert give
+the ctrl-exec key the CA's type. Agents choose their own key type when they
+pair; the CA signs either kind.
+
+Exit status: 0; 255 if the CA exists or cannot be written, or the key type
+is unknown.`,
+		Action: func(c *cli.Context) error { return setupCA(e, c.String("key-type")) },
 	}
 }
 
@@ -36,8 +42,8 @@ func setupCtrlExecCommand(e *env) *cli.Command {
 	return &cli.Command{
 		Name:  "setup-ctrl-exec",
 		Usage: "create (or replace) the ctrl-exec certificate signed by the CA",
-		Description: `Generates /etc/ctrl-exec/ctrl-exec.key (mode 0640, group of /etc/ctrl-exec, so
-members of group ctrl-exec run the CLI without sudo) and ctrl-exec.crt (CN=ctrl-exec,
+		Description: `Generates /etc/ctrl-exec/ctrl-exec.key (of the CA key's type; mode 0640, group of
+/etc/ctrl-exec, so members of group ctrl-exec run the CLI without sudo) and ctrl-exec.crt (CN=ctrl-exec,
 825 days, serial at least 01000000 so Perl agents accept it in serial updates).
 If a ctrl-exec cert exists and agents are registered, asks for confirmation
 first: agents trust the old cert's serial and refuse the new one until they
@@ -49,10 +55,14 @@ registry cannot be read, or writing fails.`,
 	}
 }
 
-func setupCA(e *env) error {
+func setupCA(e *env, keyType string) error {
+	kt, err := pki.ParseKeyType(keyType)
+	if err != nil {
+		return cliapp.Fatalf("--key-type: %v", err)
+	}
 	fmt.Fprintln(e.stdout, "Setting up ctrl-exec CA...")
 	files := pki.CAFilesIn(e.paths.ConfDir())
-	if _, err := pki.CreateCA(files, pki.KeyBitsFromEnv(), e.now()); err != nil {
+	if _, err := pki.CreateCAOfType(files, kt, pki.KeyBitsFromEnv(), e.now()); err != nil {
 		if errors.Is(err, pki.ErrCAExists) {
 			return cliapp.Fatalf("CA already exists at '%s'. Remove it first only if you mean to replace the CA; every agent must then re-pair.", files.Key)
 		}
@@ -105,6 +115,7 @@ func setupCtrlExec(e *env) error {
 	if _, err := ca.IssueCtrlExecCert(keyPath, certPath, pki.KeyBitsFromEnv(), ctrlExecCertDays, e.now()); err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
+	dropSessionFiles(e)
 	fmt.Fprintf(e.stdout, "ctrl-exec cert created:\n  Key:  %s\n  Cert: %s\nRun 'ctrl-exec pairing-mode' to re-pair agents as needed.\n", keyPath, certPath)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -24,7 +25,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
 
-var hexSerial = regexp.MustCompile(`^[0-9a-fA-F]+$`)
+var hexSerial = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-fA-F]+$`) })
 
 // Main runs update-ctrl-exec-serial and returns its exit status.
 func Main(prog string, args []string) int {
@@ -55,7 +56,7 @@ func update(p paths.Paths, args []string, stdout io.Writer) error {
 		return cliapp.Exit(1, "Usage: update-ctrl-exec-serial <hex-serial>")
 	}
 	serial := args[0]
-	if !hexSerial.MatchString(serial) {
+	if !hexSerial().MatchString(serial) {
 		return cliapp.Exit(1, "Invalid serial format: must be hex string")
 	}
 	// Upstream demanded 8-40 digits, but CA serials are short (02, 0f, …):
