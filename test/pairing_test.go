@@ -728,8 +728,8 @@ func TestSetupCommands(t *testing.T) {
 	if first.SerialNumber.Int64() < 0x01000000 || first.Subject.CommonName != "ctrl-exec" {
 		t.Errorf("ctrl-exec cert serial %s CN %q", pki.SerialHex(first), first.Subject.CommonName)
 	}
-	if fileMode(t, ctl.Path("/etc/ctrl-exec/ctrl-exec.key")) != 0o600 {
-		t.Error("ctrl-exec.key is not 0600")
+	if fileMode(t, ctl.Path("/etc/ctrl-exec/ctrl-exec.key")) != 0o640 {
+		t.Error("ctrl-exec.key is not 0640 (D-30)")
 	}
 	if res := ctl.MustRun("ctrl-exec", "setup-ctrl-exec"); res.Stdout != "Existing ctrl-exec cert found. No registered agents - replacing.\n"+created {
 		t.Errorf("replacing with no agents: %q", res.Stdout)
