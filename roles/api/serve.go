@@ -16,6 +16,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -40,6 +41,11 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
+	backend, err := state.Open(cfg, e.paths, e.now)
+	if err != nil {
+		return cliapp.Fatalf("%s: %v", cfg.Path, err)
+	}
+	defer backend.Close()
 	addr := net.JoinHostPort(cfg.APIBind, strconv.Itoa(cfg.APIPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -57,6 +63,7 @@ func serve(ctx context.Context, e *env, configPath string) error {
 		version: build.Version,
 		commit:  build.Commit,
 		goVer:   build.Go,
+		state:   backend,
 	})
 
 	useTLS, mode := "no", "plain HTTP"
