@@ -51,7 +51,7 @@ func (r *Runs) recordLease() (clientv3.LeaseID, error) {
 }
 
 // Started stores a record of a run in progress: no results yet and
-// "running": true. Save replaces it.
+// "completed": 0 and "running": true. Save replaces it.
 func (r *Runs) Started(rec runstore.Record) error {
 	if rec.Args == nil {
 		rec.Args = []string{}
@@ -64,6 +64,7 @@ func (r *Runs) Started(rec runstore.Record) error {
 	o.Set("script", rec.Script)
 	o.Set("hosts", rec.Hosts)
 	o.Set("results", rec.Results)
+	o.Set("completed", 0)
 	o.Set("args", rec.Args)
 	if rec.RerunOf != "" {
 		o.Set("rerun_of", rec.RerunOf)
