@@ -35,7 +35,8 @@ test: vet
 # whole-cluster failure, API nodes killed.
 test-etcd:
 	@command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null; }
-	CTRL_EXEC_REQUIRE_ETCD=1 $(GO) test -race -count=1 -timeout 20m ./pkg/etcdstate/... ./pkg/state/... ./test/ -run 'Etcd|Lock|Runs|Unavailable|Member'
+	CTRL_EXEC_REQUIRE_ETCD=1 $(GO) test -race -count=1 -timeout 20m ./pkg/etcdstate/...
+	CTRL_EXEC_REQUIRE_ETCD=1 $(GO) test -race -count=1 -timeout 20m ./test/ -run Etcd
 
 # A short coverage-guided run of every fuzz target.
 FUZZTIME ?= 20s
