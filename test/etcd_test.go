@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,6 +217,35 @@ func TestEtcdDownThen503ThenRecovery(t *testing.T) {
 		}
 		if r.Status != 503 || time.Now().After(deadline) {
 			t.Fatalf("no recovery: %d %s", r.Status, r.Body)
+		}
+	}
+}
+
+// BenchmarkAPIRunBackend compares POST /run throughput against one agent
+// with the files and the etcd state backend (one etcd member on loopback);
+// the etcd/files ratio of req/s is the figure (issue 13 target: >= 0.8).
+func BenchmarkAPIRunBackend(b *testing.B) {
+	scripts := make([]string, 16)
+	for i := range scripts {
+		scripts[i] = fmt.Sprintf("true-%d", i)
+	}
+	for _, backend := range []string{"files", "etcd"} {
+		var c *apiControl
+		if backend == "etcd" {
+			cl := etcdtest.Start(b, 1)
+			c = newAPIControl(b, apiOptions{allow: true, extraConf: []string{"state_backend = etcd",
+				"etcd_endpoints = " + strings.Join(cl.Endpoints(), ",")}}).start()
+		} else {
+			c = newAPIControl(b, apiOptions{allow: true}).start()
+		}
+		a := c.startAgent("agent-a", scripts...)
+		for _, clients := range []int{1, 16} {
+			b.Run(fmt.Sprintf("backend=%s/clients=%d", backend, clients), func(b *testing.B) {
+				apiBenchRequests(b, clients, func(client *http.Client, worker int) (*http.Response, error) {
+					body := `{"hosts":["` + a.target() + `"],"script":"` + scripts[worker] + `"}`
+					return client.Post(c.url("/run"), "application/json", strings.NewReader(body))
+				})
+			})
 		}
 	}
 }
