@@ -11,7 +11,7 @@ LDFLAGS  := -s -w -X github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo.Version=$(V
 BIN      := bin/ctrl-exec
 NAMES    := ctrl-exec ctrl-exec-dispatcher ced ctrl-exec-agent cea ctrl-exec-api update-ctrl-exec-serial
 
-.PHONY: all build test vet fuzz bench demo clean install install-man man-check dist packages test-packaging
+.PHONY: all build test vet fuzz bench demo clean install install-man man-check dist packages test-packaging test-etcd
 
 all: build
 
@@ -29,6 +29,14 @@ vet:
 # The whole suite under the race detector (unit, fuzz seed corpora, end-to-end).
 test: vet
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The etcd state backend against real etcd members (Debian's etcd-server,
+# installed when missing), heavy tests included: lease expiry, member and
+# whole-cluster failure, API nodes killed.
+test-etcd:
+	@command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null; }
+	CTRL_EXEC_REQUIRE_ETCD=1 $(GO) test -race -count=1 -timeout 20m ./pkg/etcdstate/...
+	CTRL_EXEC_REQUIRE_ETCD=1 $(GO) test -race -count=1 -timeout 20m ./test/ -run Etcd
 
 # A short coverage-guided run of every fuzz target.
 FUZZTIME ?= 20s

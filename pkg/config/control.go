@@ -39,6 +39,12 @@ type Control struct {
 	LogFormat       string // Go-only: "json" for JSON log events (pkg/logx); "" = ACTION= lines
 	SessionCache    bool   // Go-only: resume TLS sessions with agents (default on)
 
+	// Go-only (issue 13): where locks, runs and fleet state live.
+	StateBackend              string   // "files" (default) or "etcd"
+	EtcdEndpoints             []string // etcd_endpoints, comma-separated
+	EtcdPrefix                string   // default "/ctrl-exec/"
+	EtcdCert, EtcdKey, EtcdCA string   // client TLS for etcd; all or none
+
 	Raw map[string]string // every key read, value as written
 }
 
@@ -125,6 +131,22 @@ func controlFrom(path string, p paths.Paths, s *store) (*Control, []Warning, err
 		RegistryDir:  s.str("registry_dir", p.AgentsDir()),
 		Raw:          s.raw(),
 		LogFormat:    s.str("log_format", ""),
+		StateBackend: strings.ToLower(s.str("state_backend", "files")),
+		EtcdPrefix:   s.str("etcd_prefix", "/ctrl-exec/"),
+		EtcdCert:     s.str("etcd_cert", ""),
+		EtcdKey:      s.str("etcd_key", ""),
+		EtcdCA:       s.str("etcd_ca", ""),
+	}
+	for _, e := range strings.Split(s.str("etcd_endpoints", ""), ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			c.EtcdEndpoints = append(c.EtcdEndpoints, e)
+		}
+	}
+	if c.StateBackend != "files" && c.StateBackend != "etcd" {
+		return nil, nil, fmt.Errorf("%s line %d: state_backend '%s' is neither files nor etcd", path, s.line["state_backend"], s.str("state_backend", ""))
+	}
+	if c.StateBackend == "etcd" && len(c.EtcdEndpoints) == 0 {
+		return nil, nil, fmt.Errorf("%s: state_backend = etcd needs etcd_endpoints (host:port, comma-separated)", path)
 	}
 
 	c.APIAuthDefault = "deny"

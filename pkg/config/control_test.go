@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -33,6 +34,7 @@ func defaultControl(path string, p paths.Paths) *Control {
 		CADir: p.ConfDir(), RotationFile: p.RotationFile(), RegistryDir: p.AgentsDir(),
 		ReadTimeout: 60, APIPort: 7445, CertRenewalDays: 90, CertOverlapDays: 30,
 		CertCheckInterval: 14400, PairingMaxQueue: 10, APIMaxInflight: 64, SessionCache: true,
+		StateBackend: "files", EtcdPrefix: "/ctrl-exec/",
 		Raw: map[string]string{"cert": "/c.crt", "key": "/c.key", "ca": "/ca.crt"},
 	}
 }
@@ -48,6 +50,19 @@ func TestLoadControl(t *testing.T) {
 		{
 			name:    "identity only gives defaults under the paths root",
 			content: identity,
+		},
+		{
+			name:    "etcd state backend",
+			content: identity + "state_backend = ETCD\netcd_endpoints = http://10.0.0.1:2379 , https://e2:2379,\netcd_prefix = /ce/\netcd_cert = /e.crt\netcd_key = /e.key\netcd_ca = /eca.crt\n",
+			edit: func(c *Control) {
+				c.StateBackend = "etcd"
+				c.EtcdEndpoints = []string{"http://10.0.0.1:2379", "https://e2:2379"}
+				c.EtcdPrefix, c.EtcdCert, c.EtcdKey, c.EtcdCA = "/ce/", "/e.crt", "/e.key", "/eca.crt"
+				for k, v := range map[string]string{"state_backend": "ETCD", "etcd_endpoints": "http://10.0.0.1:2379 , https://e2:2379,",
+					"etcd_prefix": "/ce/", "etcd_cert": "/e.crt", "etcd_key": "/e.key", "etcd_ca": "/eca.crt"} {
+					c.Raw[k] = v
+				}
+			},
 		},
 		{
 			name: "upstream example file",
@@ -326,5 +341,21 @@ func TestReadControlOptional(t *testing.T) {
 
 	if _, _, err := ReadControlOptional(t.TempDir(), p); err == nil {
 		t.Error("a directory must be an error, not defaults")
+	}
+}
+
+// A backend that is not files or etcd, or etcd without endpoints, is an
+// error naming the file and line: state must never silently go elsewhere.
+func TestLoadControlStateBackendErrors(t *testing.T) {
+	p := paths.Paths{Root: "/root-x"}
+	for content, want := range map[string]string{
+		identity + "state_backend = consul\n": "line 4: state_backend 'consul' is neither files nor etcd",
+		identity + "state_backend = etcd\n":   "state_backend = etcd needs etcd_endpoints",
+	} {
+		path := writeConf(t, "ctrl-exec.conf", content)
+		_, _, err := LoadControl(path, p)
+		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", content, err, want)
+		}
 	}
 }

@@ -33,6 +33,9 @@ var (
 // resultFile matches the names the purge may delete, and valid reqids.
 var resultFile = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-f0-9]+\.json$`) })
 
+// ValidReqID reports whether reqid can name a stored run.
+func ValidReqID(reqid string) bool { return resultFile().MatchString(reqid + ".json") }
+
 // Store is the runs directory.
 type Store struct {
 	Dir string

@@ -12,9 +12,9 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/authhook"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	ops "github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -144,6 +144,9 @@ func (s *Server) withTagged(hosts []string, sels []ops.TagSelector) ([]string, r
 func (s *Server) runTargets(b requestBody, f fleetFields) (hosts []string, script string, args []string, r response, ok bool) {
 	if f.rerun != "" {
 		rec, err := s.store.Load(f.rerun)
+		if r, ok := unavailable(err); ok {
+			return nil, "", nil, r, false
+		}
 		switch {
 		case errors.Is(err, runstore.ErrNoResult):
 			return nil, "", nil, errorResponse(404, "not found", "no result for reqid "+f.rerun), false
@@ -208,6 +211,8 @@ func dryRunResponse(hosts []string, script string, args []string, d authhook.Dec
 // caller holds (locks, the in-flight slot) once the run is over.
 func (s *Server) runFleet(ctx context.Context, req dispatch.RunRequest, f fleetFields, rerunOf string, done func()) response {
 	req.ReqID = pki.NewReqID()
+	s.store.started(runstore.Record{ReqID: req.ReqID, Script: req.Script, Hosts: req.Hosts,
+		Args: req.Args, RerunOf: rerunOf})
 	finish := func(run ops.Run) {
 		s.store.save(runstore.Record{ReqID: req.ReqID, Script: req.Script, Hosts: req.Hosts,
 			Results: run.Results, Args: req.Args, RerunOf: rerunOf})
@@ -264,7 +269,10 @@ func (s *Server) pingFleet(ctx context.Context, hosts []string, f fleetFields, d
 
 // lockAndRun takes the locks (D-27) and an in-flight slot, then runs.
 func (s *Server) lockAndRun(ctx context.Context, req dispatch.RunRequest, f fleetFields, rerunOf string) response {
-	held, conflicts, err := locks.CheckAndAcquire(s.paths.LocksDir(), req.Hosts, req.Script, s.log)
+	held, conflicts, err := state.CheckAndAcquire(s.state.Locks, req.Hosts, req.Script, s.log)
+	if r, ok := unavailable(err); ok {
+		return r
+	}
 	if err != nil {
 		return errorResponse(500, "server error", err.Error())
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/authhook"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -166,7 +165,10 @@ func (s *Server) run(ctx context.Context, b requestBody, peer string) response {
 	d := s.authorise(ctx, authhook.Request{Action: authhook.ActionRun, Script: script, Hosts: hosts,
 		Args: args, Username: b.username, Token: b.token, SourceIP: peer})
 	if f.dryRun {
-		conflicts, err := locks.CheckAvailable(s.paths.LocksDir(), hosts, script)
+		conflicts, err := s.state.Locks.CheckAvailable(hosts, script)
+		if r, ok := unavailable(err); ok {
+			return r
+		}
 		if err != nil {
 			return errorResponse(500, "server error", err.Error())
 		}
@@ -267,6 +269,9 @@ func capabilities(ctx context.Context, f fleet, targets []string) ([]dispatch.Ca
 func (s *Server) status(reqid string) response {
 	s.store.Purge()
 	rec, err := s.store.Load(reqid)
+	if r, ok := unavailable(err); ok {
+		return r
+	}
 	switch {
 	case errors.Is(err, runstore.ErrNoResult):
 		return errorResponse(404, "not found", "no result for reqid "+reqid)

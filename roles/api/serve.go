@@ -17,6 +17,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -41,6 +42,11 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
+	backend, err := state.Open(cfg, e.paths, e.now)
+	if err != nil {
+		return cliapp.Fatalf("%s: %v", cfg.Path, err)
+	}
+	defer backend.Close()
 	addr := net.JoinHostPort(cfg.APIBind, strconv.Itoa(cfg.APIPort))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -66,6 +72,7 @@ func serve(ctx context.Context, e *env, configPath string) error {
 		version: build.Version,
 		commit:  build.Commit,
 		goVer:   build.Go,
+		state:   backend,
 	})
 
 	useTLS, mode := "no", "plain HTTP"

@@ -15,7 +15,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/netserve"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -59,7 +59,8 @@ type serverDeps struct {
 	version string
 	commit  string // /health only, with the Go version
 	goVer   string
-	limits  connLimits // zero fields: defaultConnLimits
+	limits  connLimits     // zero fields: defaultConnLimits
+	state   *state.Backend // nil: the files
 }
 
 // Server answers API requests, one per connection, each on its own
@@ -95,9 +96,12 @@ func newServer(d serverDeps) *Server {
 	}
 	pool := netserve.NewPool(d.limits.MaxConns)
 	pool.ShedAfter = d.limits.ShedAfter
+	if d.state == nil {
+		d.state = state.Files(d.paths, d.now)
+	}
 	return &Server{
 		serverDeps: d,
-		store:      runStore{Store: runstore.Store{Dir: d.paths.RunsDir(), Now: d.now}, log: d.log},
+		store:      runStore{Runs: d.state.Runs, log: d.log},
 		slots:      make(chan struct{}, n),
 		hookSlots:  make(chan struct{}, n),
 		pool:       pool,

@@ -17,6 +17,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 )
 
 // options is the Getopt table of SPEC §3.1: valid anywhere before "--".
@@ -49,6 +50,7 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	state  *state.Backend // opened on first use by stateBackend
 }
 
 // Main runs the control-host CLI and returns the exit status.
@@ -60,6 +62,7 @@ func Main(prog string, args []string) int {
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 	}
+	defer e.closeState()
 	return cliapp.Launch(prog, args, options, usage, true, newApp(e), e.stderr, func(mode string) {
 		// pairing-mode is a daemon for logging purposes (D-28).
 		e.log = logx.New(logx.IdentDispatcher, mode == "pairing-mode")

@@ -14,10 +14,10 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/renewal"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 )
 
 // fleetFlags are the fleet options of run, ping and rerun (none of them
@@ -154,9 +154,12 @@ func runOn(e *env, c *cli.Context, s *fanoutSetup, f fleetFlags, p runPlan) erro
 	if len(p.hosts) > dispatch.MaxHosts {
 		return cliapp.Fatalf("%v", dispatch.ErrTooManyHosts)
 	}
-	lockDir := e.paths.LocksDir()
+	backend, err := e.stateBackend(s.conf.Path, s.conf)
+	if err != nil {
+		return err
+	}
 	if f.dryRun {
-		conflicts, err := locks.CheckAvailable(lockDir, p.hosts, p.script)
+		conflicts, err := backend.Locks.CheckAvailable(p.hosts, p.script)
 		if err != nil {
 			return cliapp.Fatalf("%v", err)
 		}
@@ -164,15 +167,9 @@ func runOn(e *env, c *cli.Context, s *fanoutSetup, f fleetFlags, p runPlan) erro
 	}
 
 	// D-27: check, then take the locks and hold them for the whole dispatch.
-	conflicts, err := locks.CheckAvailable(lockDir, p.hosts, p.script)
+	held, conflicts, err := state.CheckAndAcquire(backend.Locks, p.hosts, p.script, e.log)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
-	}
-	var held *locks.Held
-	if len(conflicts) == 0 {
-		if held, conflicts, err = locks.Acquire(lockDir, p.hosts, p.script, e.log); err != nil {
-			return cliapp.Fatalf("%v", err)
-		}
 	}
 	if len(conflicts) > 0 {
 		return locked(e, s.json || f.ndjson, conflicts)
@@ -209,7 +206,7 @@ func runOn(e *env, c *cli.Context, s *fanoutSetup, f fleetFlags, p runPlan) erro
 		return cliapp.Fatalf("write results: %v", err)
 	}
 	if f.save {
-		saveRun(e, s.json || f.ndjson, p, run)
+		saveRun(e, backend.Runs, s.json || f.ndjson, p, run)
 	}
 	for _, r := range run.Results {
 		if r.Failed() {
@@ -221,8 +218,7 @@ func runOn(e *env, c *cli.Context, s *fanoutSetup, f fleetFlags, p runPlan) erro
 
 // saveRun stores the run for rerun; a failure is a warning, never a change
 // to the outcome.
-func saveRun(e *env, quiet bool, p runPlan, run fleet.Run) {
-	st := runstore.Store{Dir: e.paths.RunsDir(), Now: e.now}
+func saveRun(e *env, st state.Runs, quiet bool, p runPlan, run fleet.Run) {
 	err := st.Save(runstore.Record{ReqID: run.ReqID, Script: p.script, Hosts: p.hosts,
 		Results: run.Results, Args: p.args, RerunOf: p.rerunOf})
 	if err != nil {
@@ -372,9 +368,12 @@ func rerun(e *env, c *cli.Context) error {
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
-	st := runstore.Store{Dir: e.paths.RunsDir(), Now: e.now}
-	st.Purge()
-	rec, err := st.Load(words[0])
+	backend, err := e.stateBackend(c.String("config"), nil)
+	if err != nil {
+		return err
+	}
+	backend.Runs.Purge()
+	rec, err := backend.Runs.Load(words[0])
 	switch {
 	case errors.Is(err, runstore.ErrNoResult):
 		return cliapp.Fatalf("No saved run '%s' (saved by 'ctrl-exec run --save' or the API, kept 24 hours)", words[0])

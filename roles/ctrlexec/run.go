@@ -13,7 +13,6 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 )
@@ -248,7 +247,11 @@ func pingHosts(e *env, c *cli.Context) error {
 }
 
 func listLocks(e *env, c *cli.Context) error {
-	held, err := locks.ListHeld(e.paths.LocksDir())
+	backend, err := e.stateBackend(c.String("config"), nil)
+	if err != nil {
+		return err
+	}
+	held, err := backend.Locks.ListHeld()
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}

@@ -1,0 +1,142 @@
+// Package state is the seam between the roles and where the control host's
+// shared state lives (issue 13): the files under /var/lib/ctrl-exec (the
+// default, byte-compatible with Perl 0.8.4, through pkg/locks and
+// pkg/runstore unchanged) or etcd (pkg/etcdstate), chosen by
+// ctrl-exec.conf's state_backend.
+package state
+
+import (
+	"errors"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
+)
+
+// ErrUnavailable matches every failure to reach the state backend: the API
+// answers 503, the CLI exits 255.
+var ErrUnavailable = etcdstate.ErrUnavailable
+
+// Held is a set of locks held for one dispatch.
+type Held interface{ Release() }
+
+// Locker is §16's host:script locks.
+type Locker interface {
+	// CheckAvailable returns the pairs held elsewhere as "host:script".
+	CheckAvailable(hosts []string, script string) ([]string, error)
+	// Acquire takes every pair, all or nothing; on conflict Held is nil.
+	Acquire(hosts []string, script string, log zerolog.Logger) (Held, []string, error)
+	// ListHeld is every lock held now.
+	ListHeld() ([]locks.Lock, error)
+}
+
+// Runs is §7.8's stored runs.
+type Runs interface {
+	// Started records a run in progress where other nodes can see it
+	// (the files backend stores nothing until Save, as before).
+	Started(rec runstore.Record) error
+	Save(rec runstore.Record) error
+	Load(reqid string) (dispatch.Object, error)
+	Purge()
+}
+
+// Backend is one state backend.
+type Backend struct {
+	Name  string // "files" or "etcd"
+	Locks Locker
+	Runs  Runs
+	close func() error
+}
+
+// Close lets go of the backend's connection (etcd: its locks' lease).
+func (b *Backend) Close() error {
+	if b == nil || b.close == nil {
+		return nil
+	}
+	return b.close()
+}
+
+// Files is the default backend: the lock and runs directories of p.
+func Files(p paths.Paths, now func() time.Time) *Backend {
+	return &Backend{
+		Name:  "files",
+		Locks: fileLocks{dir: p.LocksDir()},
+		Runs:  fileRuns{runstore.Store{Dir: p.RunsDir(), Now: now}},
+	}
+}
+
+// Open is the backend conf names (conf nil: files).
+func Open(conf *config.Control, p paths.Paths, now func() time.Time) (*Backend, error) {
+	if conf == nil || conf.StateBackend == "" || conf.StateBackend == "files" {
+		return Files(p, now), nil
+	}
+	if conf.StateBackend != "etcd" {
+		return nil, errors.New("state_backend '" + conf.StateBackend + "' is neither files nor etcd")
+	}
+	c, err := etcdstate.Open(EtcdConfig(conf))
+	if err != nil {
+		return nil, err
+	}
+	return Etcd(c, now), nil
+}
+
+// EtcdConfig is the etcd part of conf.
+func EtcdConfig(conf *config.Control) etcdstate.Config {
+	return etcdstate.Config{Endpoints: conf.EtcdEndpoints, Prefix: conf.EtcdPrefix,
+		Cert: conf.EtcdCert, Key: conf.EtcdKey, CA: conf.EtcdCA}
+}
+
+// Etcd is the backend on an open etcd client; Close closes the client.
+func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
+	return &Backend{
+		Name:  "etcd",
+		Locks: etcdLocks{etcdstate.Locks{C: c}},
+		Runs:  &etcdstate.Runs{C: c, Now: now},
+		close: c.Close,
+	}
+}
+
+// CheckAndAcquire is D-27: check, then take every lock and hold it.
+func CheckAndAcquire(l Locker, hosts []string, script string, log zerolog.Logger) (Held, []string, error) {
+	conflicts, err := l.CheckAvailable(hosts, script)
+	if err != nil || len(conflicts) > 0 {
+		return nil, conflicts, err
+	}
+	return l.Acquire(hosts, script, log)
+}
+
+type fileLocks struct{ dir string }
+
+func (f fileLocks) CheckAvailable(hosts []string, script string) ([]string, error) {
+	return locks.CheckAvailable(f.dir, hosts, script)
+}
+
+func (f fileLocks) Acquire(hosts []string, script string, log zerolog.Logger) (Held, []string, error) {
+	h, conflicts, err := locks.Acquire(f.dir, hosts, script, log)
+	if h == nil {
+		return nil, conflicts, err
+	}
+	return h, conflicts, err
+}
+
+func (f fileLocks) ListHeld() ([]locks.Lock, error) { return locks.ListHeld(f.dir) }
+
+type fileRuns struct{ runstore.Store }
+
+func (fileRuns) Started(runstore.Record) error { return nil }
+
+type etcdLocks struct{ etcdstate.Locks }
+
+func (e etcdLocks) Acquire(hosts []string, script string, log zerolog.Logger) (Held, []string, error) {
+	h, conflicts, err := e.Locks.Acquire(hosts, script, log)
+	if h == nil {
+		return nil, conflicts, err
+	}
+	return h, conflicts, err
+}
