@@ -32,7 +32,8 @@ for arch in "$@"; do
 	esac
 	name=ctrl-exec-$version-linux-$arch
 	stage=dist/$name
-	rm -rf "$stage"
+	# Older versions' tarballs of this arch go: one release per arch in dist/.
+	rm -rf "$stage" dist/ctrl-exec-*-linux-"$arch".tar.gz dist/ctrl-exec-*-linux-"$arch".tar.gz.sha256
 	mkdir -p "$stage/bin"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm GOMIPS=$gomips \
 		$GO build -trimpath -tags urfave_cli_no_docs -ldflags "$ldflags" -o "$stage/bin/ctrl-exec" .

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -108,5 +109,7 @@ func TestMain(m *testing.M) {
 	if !enabled {
 		fmt.Println("packaging suite skipped: run make test-packaging")
 	}
+	// Installers create files with the umask: the layouts compared assume 022.
+	syscall.Umask(0o022)
 	os.Exit(m.Run())
 }
