@@ -15,6 +15,8 @@ NFPM=${NFPM:-github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.0}
 
 out=dist/packages
 gen=dist/gen
+# Rebuilt whole: no package of an older version is left beside the new ones.
+rm -rf "$out"
 mkdir -p "$out" "$gen"
 host=dist/ctrl-exec-linux-$($GO env GOARCH)
 [ -x "$host" ] || { echo "$0: no $host: run make dist first" >&2; exit 1; }
@@ -29,19 +31,44 @@ done
 nfpm=$top/dist/nfpm
 [ -x "$nfpm" ] || GOBIN=$top/dist $GO install "$NFPM"
 
+# Alpine's version grammar has no "-dev+<commit>": a build between tags is
+# X.Y.Z_pre<commit time> there (it sorts before X.Y.Z, as -dev does).
+apkver=$version
+case $version in
+*-dev*)
+	when=$(git -C "$top" log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null) || when=0
+	apkver=${version%%-dev*}_pre$when
+	;;
+esac
+
 for arch in "$@"; do
 	bin=dist/ctrl-exec-linux-$arch
 	[ -x "$bin" ] || { echo "$0: no $bin: run make dist first" >&2; exit 1; }
+	# nFPM's arch, and the names the package managers use. OpenWrt names
+	# its arches per CPU: the default is the commonest target of each (ipq40xx,
+	# filogic/mvebu, ramips mt7621, ath79); IPK_ARCH_<arch>=... overrides it.
+	# Alpine has no mips ports: no .apk for mips/mipsle.
 	case $arch in
-	armv7) narch=arm7 ;;
-	*) narch=$arch ;;
+	amd64) narch=amd64 ipk=x86_64 apk=yes ;;
+	arm64) narch=arm64 ipk=aarch64_cortex-a53 apk=yes ;;
+	armv7) narch=arm7 ipk=arm_cortex-a7_neon-vfpv4 apk=yes ;;
+	mipsle) narch=mipsle ipk=mipsel_24kc apk=no ;;
+	mips) narch=mips ipk=mips_24kc apk=no ;;
+	*) echo "$0: unknown arch $arch" >&2; exit 2 ;;
 	esac
+	eval "ipk=\${IPK_ARCH_$arch:-$ipk}"
 	# nFPM expands the environment in some fields only: paths are put in here.
-	sed -e "s|\${CTRL_EXEC_BIN}|$bin|g" -e "s|\${CTRL_EXEC_GEN}|$gen|g" packaging/nfpm/nfpm.yaml >dist/nfpm-$arch.yaml
-	for packager in deb apk ipk; do
+	sed -e "s|\${CTRL_EXEC_BIN}|$bin|g" -e "s|\${CTRL_EXEC_GEN}|$gen|g" -e "s|\${CTRL_EXEC_IPK_ARCH}|$ipk|g" \
+		packaging/nfpm/nfpm.yaml >dist/nfpm-$arch.yaml
+	for packager in deb ipk; do
 		NFPM_VERSION=$version NFPM_ARCH=$narch \
 			"$nfpm" package --config "dist/nfpm-$arch.yaml" --packager "$packager" --target "$out/" >/dev/null
 	done
+	if [ "$apk" = yes ]; then
+		sed -e 's|^version_schema: semver$|version_schema: none\nrelease: "0"|' dist/nfpm-$arch.yaml >dist/nfpm-$arch-apk.yaml
+		NFPM_VERSION=$apkver NFPM_ARCH=$narch \
+			"$nfpm" package --config "dist/nfpm-$arch-apk.yaml" --packager apk --target "$out/" >/dev/null
+	fi
 done
 for f in "$out"/*; do
 	printf '%-60s %9d bytes\n' "${f#"$out"/}" "$(wc -c <"$f")"
