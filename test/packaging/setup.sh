@@ -23,6 +23,7 @@ need fish fish
 need systemd-analyze systemd
 need dpkg-deb dpkg
 need fakeroot fakeroot
+need /usr/bin/kill procps
 
 if [ -n "$missing" ]; then
 	echo "setup: installing$missing"
