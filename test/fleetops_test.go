@@ -537,3 +537,81 @@ func (d *openAPIDoc) checkAgainst(ptr string, body []byte) []string {
 	d.validate(schema, v, "$", &errs)
 	return errs
 }
+
+// Tags follow every successful ping, with no discover: an agent's [tags]
+// changed and reloaded (SIGHUP) are what the next `run --tag` selects by
+// after one ping; the ping output never carries them. An agent with an
+// auth_hook tells its tags by /capabilities only, so a ping stores none.
+func TestFleetTagsRefreshedByPing(t *testing.T) {
+	r, p := newCLIControl(t)
+	web := startOpsAgent(t, p, "web-1", opsAgentConf{tags: map[string]string{"role": "web"}})
+	hooked := startOpsAgent(t, p, "hooked-1", opsAgentConf{tags: map[string]string{"role": "web"}, denyHook: true})
+	for _, a := range []*realAgent{web, hooked} {
+		registerAgent(t, r, a)
+	}
+	storedTags := func(a *realAgent) any {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(r.ReadFile("/var/lib/ctrl-exec/agents/"+a.name+".json")), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec["serial_status"] != "current" {
+			t.Errorf("the tag update lost other registry fields of %s: %v", a.name, rec)
+		}
+		return rec["tags"]
+	}
+
+	ping := r.MustRun("ctrl-exec", "ping", "--json", web.target(), hooked.target())
+	if strings.Contains(ping.Stdout, "tags") {
+		t.Errorf("ping --json shows tags:\n%s", ping.Stdout)
+	}
+	if diff := cmp.Diff(map[string]any{"role": "web"}, storedTags(web)); diff != "" {
+		t.Errorf("tags stored by ping (-want +got):\n%s", diff)
+	}
+	if got := storedTags(hooked); got != nil {
+		t.Errorf("an agent with an auth_hook told its tags to ping: %v", got)
+	}
+
+	text := web.root.ReadFile("/etc/ctrl-exec-agent/agent.conf")
+	web.root.WriteFile("/etc/ctrl-exec-agent/agent.conf", strings.Replace(text, "role = web", "role = api", 1), 0o640)
+	if err := web.proc.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The reload is announced before it is applied: ping until it shows.
+	deadline := time.Now().Add(20 * time.Second)
+	for cmp.Diff(map[string]any{"role": "api"}, storedTags(web)) != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("tags after SIGHUP and ping: %v", storedTags(web))
+		}
+		ping := r.MustRun("ctrl-exec", "ping", "--tag", "role=*", "--ndjson")
+		if strings.Contains(ping.Stdout, "tags") {
+			t.Fatalf("ping --ndjson shows tags:\n%s", ping.Stdout)
+		}
+	}
+	res := r.Run("ctrl-exec", "run", "--json", "--tag", "role=api", "whoami")
+	if diff := cmp.Diff([]string{"web-1"}, field(parseRun(t, res).Results, "stdout")); diff != "" || res.Code != 0 {
+		t.Errorf("run --tag role=api: exit %d (-want +got):\n%s", res.Code, diff)
+	}
+	// The old tag selects nothing now (hooked-1's tags were never stored).
+	res = r.Run("ctrl-exec", "run", "--tag", "role=web", "whoami")
+	if res.Code != 1 || res.Stdout != "" || !strings.Contains(res.Stderr, "no registered agent matches tag role=web (tags as of each agent's last successful ping") {
+		t.Errorf("run --tag role=web after the change: exit %d stdout %q stderr %q", res.Code, res.Stdout, res.Stderr)
+	}
+}
+
+// A Go agent reports its [tags] when it asks to pair, so the approved agent
+// is targetable by tag at once: no ping, no discover.
+func TestFleetTagsFromPairing(t *testing.T) {
+	t.Parallel()
+	ctl := NewControl(t, NoHook)
+	a := newLifecycleAgents(t, "tagged-01")[0]
+	a.WriteFile("/etc/ctrl-exec-agent/agent.conf", a.ReadFile("/etc/ctrl-exec-agent/agent.conf")+"[tags]\nrole = cache\n", 0o640)
+	PairAgent(t, ctl, a.Root)
+	if diff := cmp.Diff(map[string]any{"role": "cache"}, registryRecord(t, ctl, "tagged-01")["tags"]); diff != "" {
+		t.Errorf("registry tags after pairing (-want +got):\n%s", diff)
+	}
+	serve(t, a)
+	res := ctl.Run("ctrl-exec", "run", "--json", "--tag", "role=cache", "hello")
+	if out := parseRun(t, res); res.Code != 0 || len(out.Results) != 1 || !strings.HasPrefix(fmt.Sprint(out.Results[0]["stdout"]), "hello from") {
+		t.Errorf("run --tag role=cache: exit %d %v\n%s", res.Code, out.Results, res.Stderr)
+	}
+}

@@ -90,12 +90,19 @@ func setConf(ctl *Root, extra ...string) {
 	ctl.WriteFile("/etc/ctrl-exec/ctrl-exec.conf", strings.Join(append(conf, extra...), "\n")+"\n", 0o640)
 }
 
-// record is a registry record of the control host.
+// record is a registry record of the control host: its string fields
+// (a ping also stores the agent's "tags" object).
 func record(t testing.TB, ctl *Root, host string) map[string]string {
 	t.Helper()
-	var rec map[string]string
-	if err := json.Unmarshal([]byte(ctl.ReadFile("/var/lib/ctrl-exec/agents/"+host+".json")), &rec); err != nil {
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(ctl.ReadFile("/var/lib/ctrl-exec/agents/"+host+".json")), &raw); err != nil {
 		t.Fatalf("registry record of %s: %v", host, err)
+	}
+	rec := map[string]string{}
+	for k, v := range raw {
+		if s, ok := v.(string); ok {
+			rec[k] = s
+		}
 	}
 	return rec
 }

@@ -16,6 +16,7 @@ package dispatch
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -88,6 +89,12 @@ type Client struct {
 	// receives all results and picks the ones with status "ok" whose expiry
 	// is due. It must not change the results.
 	AfterPing func(ctx context.Context, results []PingResult)
+
+	// WantTags asks each /ping for the agent's [tags] (a Go addition: the
+	// request gets "want_tags":1, which Perl agents ignore). A reply's
+	// "tags" goes to PingResult.Tags and is taken out of the result, so
+	// what the caller prints stays the §10.5 object.
+	WantTags bool
 }
 
 // NewClient builds a Client from ctrl-exec.conf.
@@ -304,6 +311,9 @@ func (c *Client) PingReqID(ctx context.Context, hosts []string, reqid string) ([
 	}
 	var payload Object
 	payload.Set("reqid", reqid)
+	if c.WantTags {
+		payload.Set("want_tags", 1)
+	}
 	body, _ := payload.MarshalJSON()
 	results := make([]PingResult, len(targets))
 	c.each(ctx, len(targets), func(ctx context.Context, i int) {
@@ -330,6 +340,9 @@ func (c *Client) pingOne(ctx context.Context, cfg *tls.Config, t Target, reqid s
 	if err != nil || !rep.OK() {
 		msg = failureText(rep, err)
 	} else if obj, perr := ParseObject(rep.Body); perr == nil {
+		if c.WantTags {
+			res.Tags = takeTags(&obj)
+		}
 		obj.Set("rtt", rtt)
 		obj.SetDefault("host", t.Host)
 		res.Object = obj
@@ -344,6 +357,21 @@ func (c *Client) pingOne(ctx context.Context, cfg *tls.Config, t Target, reqid s
 	res.Object.Set("error", msg)
 	res.Object.Set("rtt", rtt)
 	return res
+}
+
+// takeTags removes "tags" from a ping reply and returns it when it is an
+// object of strings (nil otherwise: a Perl agent sends none).
+func takeTags(obj *Object) map[string]string {
+	raw, ok := obj.Raw("tags")
+	if !ok {
+		return nil
+	}
+	obj.Delete("tags")
+	var tags map[string]string
+	if json.Unmarshal(raw, &tags) != nil || tags == nil {
+		return nil
+	}
+	return tags
 }
 
 // Capabilities asks every host for its allowlist at once (§10.6) and

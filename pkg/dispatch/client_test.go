@@ -369,6 +369,40 @@ func TestPingResultObjects(t *testing.T) {
 	}
 }
 
+// TestPingWantTags: with WantTags the request asks for tags, a Go agent's
+// "tags" lands in PingResult.Tags and never in the result object; a reply
+// without tags (a Perl agent) gives none. Without WantTags, nothing asks.
+func TestPingWantTags(t *testing.T) {
+	p := sharedPKI(t)
+	goAgent := startAgent(t, p.Agent, reply(200, `{"status":"ok","host":"a","tags":{"role":"web"},"reqid":"r"}`))
+	perlAgent := startAgent(t, p.Agent, reply(200, `{"status":"ok","host":"b","reqid":"r"}`))
+	c, _ := testClient(t)
+	c.WantTags = true
+	res, err := c.PingReqID(context.Background(), []string{goAgent.Host, perlAgent.Host}, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustJSON(t, res[0]); got != `{"status":"ok","host":"a","reqid":"r","rtt":"0ms"}` {
+		t.Errorf("result with tags taken out = %s", got)
+	}
+	if diff := cmp.Diff(map[string]string{"role": "web"}, res[0].Tags); diff != "" {
+		t.Errorf("tags (-want +got):\n%s", diff)
+	}
+	if res[1].Tags != nil {
+		t.Errorf("tags from a reply without them: %v", res[1].Tags)
+	}
+	if body := string(goAgent.Requests()[0].Body); body != `{"reqid":"r","want_tags":1}` {
+		t.Errorf("ping body %s", body)
+	}
+	c.WantTags = false
+	if _, err := c.PingReqID(context.Background(), []string{goAgent.Host}, "r"); err != nil {
+		t.Fatal(err)
+	}
+	if body := string(goAgent.Requests()[1].Body); body != `{"reqid":"r"}` {
+		t.Errorf("ping body without WantTags %s", body)
+	}
+}
+
 func TestCapabilitiesResultObjects(t *testing.T) {
 	p := sharedPKI(t)
 	tests := []struct {

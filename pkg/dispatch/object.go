@@ -160,6 +160,21 @@ func (o *Object) SetDefault(key string, v any) {
 	}
 }
 
+// Delete removes key, keeping the other members in order. It builds new
+// storage, so copies made before are not changed.
+func (o *Object) Delete(key string) {
+	if _, ok := o.find(key); !ok {
+		return
+	}
+	var kept Object
+	for _, m := range o.members {
+		if m.key != key {
+			kept.setRaw(m.key, m.value)
+		}
+	}
+	*o = kept
+}
+
 func (o *Object) setRaw(key string, raw json.RawMessage) {
 	if i, ok := o.find(key); ok {
 		o.members[i].value = raw

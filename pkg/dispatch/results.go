@@ -31,6 +31,9 @@ func (r RunResult) Failed() bool {
 type PingResult struct {
 	Target Target
 	Object
+	// Tags are the agent's [tags] when the client asked for them
+	// (Client.WantTags) and the agent sent them; never part of the JSON.
+	Tags map[string]string
 }
 
 // MarshalJSON encodes the result object only.

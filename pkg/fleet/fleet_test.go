@@ -137,7 +137,7 @@ func TestSelect(t *testing.T) {
 		{sels: sel("role=web"), want: []int{0}},
 		{sels: sel("role=db*"), want: []int{1, 2}},
 		{sels: sel("role=db*", "env=prod"), want: []int{1}},
-		{sels: sel("role=nope", "env=prod"), err: "no registered agent matches tag role=nope (tags as of the last discovery)"},
+		{sels: sel("role=nope", "env=prod"), err: "no registered agent matches tag role=nope (" + Freshness + ")"},
 		{sels: sel("role=web", "env=test"), err: "no registered agent matches all of tag role=web, tag env=test together (each matches some agents)"},
 	}
 	for _, tt := range tests {

@@ -16,9 +16,12 @@ import (
 
 // Registry fields kept for targeting by tag. Perl readers ignore them.
 const (
-	FieldTags        = "tags"         // the agent's [tags] as its last /capabilities reported them
-	FieldTagsUpdated = "tags_updated" // ISO time of that report
+	FieldTags        = registry.FieldTags        // the agent's [tags] as it last reported them
+	FieldTagsUpdated = registry.FieldTagsUpdated // ISO time of that report
 )
+
+// Freshness says how current stored tags are, for errors and help texts.
+const Freshness = "tags as of each agent's last successful ping, discovery or pairing"
 
 // TagSelector is one --tag key=pattern: the agent's tag key must exist and
 // its value match pattern, a shell-style glob (*, ?, [...]).
@@ -102,7 +105,7 @@ func Select(agentTags []map[string]string, sels []TagSelector) ([]int, error) {
 		}
 	}
 	if len(none) > 0 {
-		return nil, fmt.Errorf("%w tag %s (tags as of the last discovery)", ErrNoTagMatch, strings.Join(none, ", tag "))
+		return nil, fmt.Errorf("%w tag %s (%s)", ErrNoTagMatch, strings.Join(none, ", tag "), Freshness)
 	}
 	all := make([]string, len(sels))
 	for j, s := range sels {
@@ -192,12 +195,23 @@ func StoreTags(reg *registry.Registry, hostname string, r dispatch.CapResult, no
 	if !ok {
 		return nil
 	}
+	return StoreTagMap(reg, hostname, tags, now)
+}
+
+// StoreTagMap merges tags (and the time) into hostname's registry record,
+// other fields untouched.
+func StoreTagMap(reg *registry.Registry, hostname string, tags map[string]string, now time.Time) error {
+	_, err := reg.Merge(hostname, TagFields(tags, now))
+	return err
+}
+
+// TagFields are the registry fields that record tags learnt at now.
+func TagFields(tags map[string]string, now time.Time) map[string]any {
 	stored := make(map[string]any, len(tags))
 	for k, v := range tags {
 		stored[k] = v
 	}
-	_, err := reg.Merge(hostname, map[string]any{FieldTags: stored, FieldTagsUpdated: pki.ISOTime(now)})
-	return err
+	return map[string]any{FieldTags: stored, FieldTagsUpdated: pki.ISOTime(now)}
 }
 
 // Addresses resolves records to the addresses to contact

@@ -129,6 +129,14 @@ func (a *Approver) approveLocked(reqid string) (*Approval, error) {
 	if req.Port > 0 {
 		rec[registry.FieldPort] = fmt.Sprint(req.Port)
 	}
+	if req.Tags != nil { // targeting by tag works before any ping or discover
+		tags := make(map[string]any, len(req.Tags))
+		for k, v := range req.Tags {
+			tags[k] = v
+		}
+		rec[registry.FieldTags] = tags
+		rec[registry.FieldTagsUpdated] = pki.ISOTime(now)
+	}
 	previous, prevErr := a.Registry.Get(req.Hostname)
 	if err := a.Registry.Put(rec); err != nil {
 		return nil, err

@@ -29,6 +29,10 @@ func TestPairingApprove(t *testing.T) {
 	now := time.Date(2026, time.March, 9, 14, 30, 0, 0, time.UTC)
 	c.approver.Now = func() time.Time { return now }
 	req := queueRequest(t, c, "00000000000000a1", "web-01", testCSR(t, "web-01"), 7543)
+	req.Tags = map[string]string{"role": "web", "env": "prod"} // as a Go agent reports them
+	if err := c.queue.Add(req); err != nil {
+		t.Fatal(err)
+	}
 	release, err := c.queue.hold(req.ID) // as the server waiting on the agent does
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +85,8 @@ func TestPairingApprove(t *testing.T) {
 		"serial_broadcast": "", "serial_confirmed": "2026-03-09T14:30:00Z",
 		"port": "7543", "agent_serial": pki.SerialHex(got.Cert),
 		"cert_delivery": "pending", // until the server hands it over
+		// targetable by tag at once
+		"tags": map[string]any{"role": "web", "env": "prod"}, "tags_updated": "2026-03-09T14:30:00Z",
 	}
 	if diff := cmp.Diff(wantRec, rec); diff != "" {
 		t.Errorf("registry record (-want +got):\n%s", diff)

@@ -33,14 +33,17 @@ const (
 	reasonQueueError = "pairing queue unavailable on the control host"
 )
 
-// Submission is the agent's pairing request body (§11.2). Port is a Go
-// addition: the agent's serve port, so the control host knows where to reach
-// it (0 = not reported, as from Perl agents).
+// Submission is the agent's pairing request body (§11.2). Port and Tags are
+// Go additions, which a Perl pairing server ignores: the agent's serve
+// port, so the control host knows where to reach it (0 = not reported, as
+// from Perl agents), and its agent.conf [tags], so it can be targeted by
+// tag as soon as it is approved (nil = not reported).
 type Submission struct {
-	Hostname string `json:"hostname"`
-	CSR      string `json:"csr"`
-	Nonce    string `json:"nonce"`
-	Port     int    `json:"port,omitempty"`
+	Hostname string            `json:"hostname"`
+	CSR      string            `json:"csr"`
+	Nonce    string            `json:"nonce"`
+	Port     int               `json:"port,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
 }
 
 // Encode is the request body the agent sends: compact JSON.
@@ -48,7 +51,8 @@ func (s Submission) Encode() []byte { return wire.JSON(s) }
 
 // ParseSubmission decodes a pairing request body. It must be one JSON object
 // whose hostname and csr are non-empty strings; nonce, when present, a
-// string; port, when present, a whole number from 1 to 65535. Anything else
+// string; port, when present, a whole number from 1 to 65535; tags, when
+// present, an object whose values are strings. Anything else
 // is refused (the server answers "invalid request"), including the non-object
 // bodies that crash the Perl handler. Unknown fields are ignored.
 func ParseSubmission(body []byte) (Submission, error) {
@@ -80,6 +84,11 @@ func ParseSubmission(body []byte) (Submission, error) {
 			return Submission{}, fmt.Errorf("port %.20s is not a port number", v)
 		}
 		s.Port = int(f)
+	}
+	if v, ok := raw["tags"]; ok && string(v) != "null" {
+		if err := json.Unmarshal(v, &s.Tags); err != nil {
+			return Submission{}, errors.New("tags is not an object of strings")
+		}
 	}
 	return s, nil
 }

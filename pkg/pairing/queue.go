@@ -41,17 +41,19 @@ var (
 	errBadRequest = errors.New("unreadable request")
 )
 
-// Request is one queued pairing request, {reqid}.json (§7.4). Port is the
-// Go-only serve port the agent reported (0 = none).
+// Request is one queued pairing request, {reqid}.json (§7.4). Port and
+// Tags are the Go-only serve port and [tags] the agent reported (0, nil =
+// none); a Perl approve ignores them.
 type Request struct {
-	ID       string `json:"id"`
-	Hostname string `json:"hostname"`
-	IP       string `json:"ip"`
-	CSR      string `json:"csr"`
-	Nonce    string `json:"nonce"`
-	Received string `json:"received"`
-	Code     string `json:"code"`
-	Port     int    `json:"port,omitempty"`
+	ID       string            `json:"id"`
+	Hostname string            `json:"hostname"`
+	IP       string            `json:"ip"`
+	CSR      string            `json:"csr"`
+	Nonce    string            `json:"nonce"`
+	Received string            `json:"received"`
+	Code     string            `json:"code"`
+	Port     int               `json:"port,omitempty"`
+	Tags     map[string]string `json:"tags,omitempty"`
 }
 
 // Queue is the pairing queue directory.

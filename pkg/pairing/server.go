@@ -145,6 +145,7 @@ func (s *Server) Handle(ctx context.Context, conn net.Conn, slot *netserve.Slot)
 		Received: pki.ISOTime(s.now()),
 		Code:     pki.PairingCode([]byte(sub.CSR)),
 		Port:     sub.Port,
+		Tags:     sub.Tags,
 	}
 	full, err := s.enqueue(req)
 	switch {

@@ -81,7 +81,9 @@ func TestPairingApprovedEndToEnd(t *testing.T) {
 	port, _ := c.listen(t, srv)
 
 	client := &Client{}
-	p, err := client.Submit(context.Background(), "127.0.0.1", port, submission(t, "web-01"))
+	sub := submission(t, "web-01")
+	sub.Tags = map[string]string{"role": "web"}
+	p, err := client.Submit(context.Background(), "127.0.0.1", port, sub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +96,9 @@ func TestPairingApprovedEndToEnd(t *testing.T) {
 	}
 	if req.Hostname != "web-01" || req.IP != "127.0.0.1" || req.Port != 7543 || req.Code != pki.PairingCode([]byte(req.CSR)) || len(req.Nonce) != 32 {
 		t.Errorf("queued request %+v", req)
+	}
+	if diff := cmp.Diff(map[string]string{"role": "web"}, req.Tags); diff != "" {
+		t.Errorf("queued tags (-want +got):\n%s", diff)
 	}
 	if want := fmt.Sprintf("Pairing request queued: web-01 (127.0.0.1) - ID: %s\n", p.ReqID); out.String() != want {
 		t.Errorf("server output %q, want %q", out.String(), want)

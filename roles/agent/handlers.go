@@ -193,17 +193,36 @@ func (s *Server) handlePing(_ context.Context, c *call) reply {
 		return s.serialReject(c)
 	}
 	var reqid any = ""
+	wantTags := false
 	if body, isObject := decodeObject(c.req.Body); isObject {
 		reqid = body.get("reqid")
+		wantTags = truthy(body.get("want_tags"))
 	}
 	s.log.Info().Str("PEER", c.peer).Str("REQID", logText(reqid)).Msg("ping")
-	return okReply(map[string]any{
+	out := map[string]any{
 		"status":  "ok",
 		"host":    s.hostname,
 		"version": s.version,
 		"expiry":  s.expiry.get(c.rt.cfg),
 		"reqid":   reqid,
-	})
+	}
+	if wantTags && pingMayTellTags(c.rt.cfg) {
+		out["tags"] = c.rt.cfg.Tags
+	}
+	return okReply(out)
+}
+
+// pingMayTellTags: a Go control host asks /ping for [tags] ("want_tags",
+// a Go addition) to keep them fresh for targeting; a Perl one never asks,
+// so its ping output is unchanged. With an auth_hook the agent gates
+// /capabilities (which carries the tags) and ping never asks the hook, so
+// then the tags are told by /capabilities only.
+func pingMayTellTags(cfg *config.Agent) bool { return cfg.AuthHook == "" }
+
+// truthy is Perl truth of a decoded scalar: not "", "0", 0, false or null.
+func truthy(v any) bool {
+	t, isScalar := scalarText(v)
+	return isScalar && t != "" && t != "0"
 }
 
 // certExpiry is the notAfter of the configured agent certificate as an

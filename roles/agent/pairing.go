@@ -91,9 +91,10 @@ Exit status: 0 if paired; 1 if not.`,
 // pairingRequest is what both the foreground command and the helper need.
 type pairingRequest struct {
 	dispatcher string
-	port       int // the control host's pairing port
-	servePort  int // this agent's serve port, 0 = unknown
-	timeout    int // background only; <= 0 = no timer
+	port       int               // the control host's pairing port
+	servePort  int               // this agent's serve port, 0 = unknown
+	tags       map[string]string // agent.conf [tags] to report, nil = none
+	timeout    int               // background only; <= 0 = no timer
 	configPath string
 	keyType    pki.KeyType
 }
@@ -115,8 +116,14 @@ func pairingOptions(e *env, c *cli.Context) (pairingRequest, error) {
 	r.keyType = kt
 	// The serve port is a Go addition to the request; without a readable
 	// agent.conf the control host assumes 7443.
+	// So are the [tags], which make the agent targetable by tag once
+	// approved; not told when an auth_hook gates /capabilities (the
+	// pairing server is not yet authenticated).
 	if conf, _, err := config.LoadAgent(r.configPath, e.paths); err == nil {
 		r.servePort = conf.Port
+		if conf.AuthHook == "" && len(conf.Tags) > 0 {
+			r.tags = conf.Tags
+		}
 	}
 	return r, nil
 }
@@ -154,7 +161,7 @@ func requestPairing(e *env, c *cli.Context) error {
 	fmt.Fprintf(e.stdout, "Connecting to ctrl-exec at %s for pairing...\n", r.dispatcher)
 
 	p, err := (&pairing.Client{}).Submit(c.Context, r.dispatcher, r.port,
-		pairing.Submission{Hostname: host, CSR: string(csr), Port: r.servePort})
+		pairing.Submission{Hostname: host, CSR: string(csr), Port: r.servePort, Tags: r.tags})
 	if err != nil {
 		return cliapp.Fatalf("%s", submitFailure(r.dispatcher, err))
 	}
@@ -332,7 +339,7 @@ func pairingChild(e *env, c *cli.Context) error {
 		return cliapp.Exit(255, "")
 	}
 	p, err := (&pairing.Client{}).Submit(context.Background(), r.dispatcher, r.port,
-		pairing.Submission{Hostname: host, CSR: string(csr), Port: r.servePort})
+		pairing.Submission{Hostname: host, CSR: string(csr), Port: r.servePort, Tags: r.tags})
 	if err != nil {
 		report("error", submitFailure(r.dispatcher, err))
 		return cliapp.Exit(255, "")

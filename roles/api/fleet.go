@@ -35,7 +35,7 @@ type fleet interface {
 type agent struct {
 	Hostname string            // the registry's name, shown in hook requests and the live spec
 	Address  string            // host:port to contact
-	Tags     map[string]string // as the last discovery stored them (nil: none)
+	Tags     map[string]string // as the last ping, discovery or pairing stored them (nil: none)
 }
 
 // liveFleet is the real fleet: the dispatch client built from ctrl-exec.conf
@@ -66,7 +66,10 @@ func newFleet(cfg *config.Control, p paths.Paths, log zerolog.Logger, now func()
 	// after each /ping batch, before it is answered (§15.1, D-23): the
 	// same hook as the CLI's ping.
 	renewal.Attach(c, cfg, log, now)
-	return &liveFleet{Client: c, registry: registry.New(p.AgentsDir()), log: log, now: now}
+	reg := registry.New(p.AgentsDir())
+	// And each registered agent's reported [tags] are kept for "tags".
+	ops.AttachTagRefresh(c, reg, log, now)
+	return &liveFleet{Client: c, registry: reg, log: log, now: now}
 }
 
 // addressLookups bounds the name lookups registry.Address makes at once.

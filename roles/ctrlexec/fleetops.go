@@ -319,6 +319,8 @@ func pingOn(ctx context.Context, e *env, c *cli.Context, s *fanoutSetup, f fleet
 	// Registered agents past half their certificate's life are renewed
 	// before Ping returns (§15.1, D-23); the ping result is unaffected.
 	renewal.Attach(client, s.conf, e.log, e.now)
+	// Each registered agent's reported [tags] are kept for --tag.
+	fleet.AttachTagRefresh(client, registry.New(e.paths.AgentsDir()), e.log, e.now)
 	opts := f.opts
 	var stream *fleet.Stream
 	if f.ndjson {
