@@ -37,7 +37,7 @@ func TestRefreshTags(t *testing.T) {
 		ping("127.0.0.1:7001", `{"status":"ok","host":"a"}`, map[string]string{"role": "web"}),
 		ping("127.0.0.1:7001", `{"status":"ok","host":"b"}`, map[string]string{"role": "evil"}), // a, claiming b
 		ping("127.0.0.1:7002", `{"status":"error","host":"127.0.0.1"}`, map[string]string{"role": "x"}),
-		ping("127.0.0.1:7002", `{"status":"ok","host":"b"}`, nil), // a Perl agent
+		ping("127.0.0.1:7002", `{"status":"ok","host":"b"}`, nil),            // a Perl agent
 		ping("c", `{"status":"ok","host":"c-renamed"}`, map[string]string{}), // by target hostname, default port
 	}, zerolog.Nop(), now)
 

@@ -27,9 +27,11 @@ stores each answering agent's tags in its registry record (fields "tags" and
 "tags_updated"), and lists the agents with --tag filters applied.
 
 Targeting by --tag (run, ping) reads those stored tags with no round trip, so
-they are as fresh as the last discover (or API /discovery) that reached the
-agent; an agent whose [tags] changed since is selected by its old tags until
-the next discover. The auth hook is asked first (action "ping").
+they are as fresh as the last successful ping, discover (or API /discovery) or
+pairing that reached the agent (a Go agent reports its tags at each; a Perl
+agent, or a Go agent with an auth_hook, to discover only); an agent whose
+[tags] changed since is selected by its old tags until then. The auth hook is
+asked first (action "ping").
 
 Exit status: 0 if every agent asked answered; 1 if any did not, or on an auth
 denial or when --tag matches nothing; 255 on a usage or configuration error.`,

@@ -38,10 +38,12 @@ const (
 
 --tag KEY=GLOB (repeatable; all must match) targets the registered agents
 whose stored tags match; hosts given as well are added, each once, and may be
-omitted. The tags are those each agent's /capabilities reported at the last
-'ctrl-exec discover' (or API /discovery): no round trip, so an agent whose
-[tags] changed since is selected by its old tags until the next discover.
-No match: an error naming the tags that matched nothing, exit 1, nothing run.
+omitted. Stored tags need no round trip and are as fresh as each agent's last
+successful ping (CLI or API), 'ctrl-exec discover' (or API /discovery) or
+pairing; an agent whose [tags] changed since is selected by its old tags until
+one of these reaches it. Perl agents and Go agents with an auth_hook report
+tags to discover only. No match: an error naming the tags that matched
+nothing, exit 1, nothing run.
 
 --ndjson prints one JSON object per host as it finishes (completion order),
 then {"summary":{<count per status>,"total":N,"reqid":R}}.
