@@ -45,8 +45,19 @@ type Control struct {
 	EtcdPrefix                string   // default "/ctrl-exec/"
 	EtcdCert, EtcdKey, EtcdCA string   // client TLS for etcd; all or none
 
+	// AgentIdentity is how agents' certificates are checked against the
+	// registry (D-31): IdentityRegistry, IdentityStrict or IdentityOff.
+	AgentIdentity string
+
 	Raw map[string]string // every key read, value as written
 }
+
+// agent_identity values (D-31).
+const (
+	IdentityRegistry = "registry" // check targets the registry knows, allow others (default)
+	IdentityStrict   = "strict"   // also refuse targets the registry does not know
+	IdentityOff      = "off"      // no check, as upstream
+)
 
 // Defaults of ctrl-exec.conf (SPEC §6.1 table).
 const (
@@ -77,6 +88,24 @@ func LoadControl(path string, p paths.Paths) (*Control, []Warning, error) {
 		}
 	}
 	return c, warns, nil
+}
+
+// readAgentIdentity reads agent_identity. A value it does not know fails
+// closed: a warning, and strict, the mode that lets the fewest agents
+// through.
+func readAgentIdentity(s *store, warns *[]Warning) string {
+	v, ok := s.get("agent_identity")
+	if !ok {
+		return IdentityRegistry
+	}
+	for _, mode := range []string{IdentityRegistry, IdentityStrict, IdentityOff} {
+		if strings.EqualFold(v, mode) {
+			return mode
+		}
+	}
+	*warns = append(*warns, s.warn("agent_identity", fmt.Sprintf(
+		"'%s' is not registry, strict or off - using strict", v)))
+	return IdentityStrict
 }
 
 // ReadControlOptional reads ctrl-exec.conf without requiring any key, for
@@ -178,6 +207,7 @@ func controlFrom(path string, p paths.Paths, s *store) (*Control, []Warning, err
 
 	c.APIRotationLoop = s.boolean("api_rotation_loop", false, &warns)
 	c.SessionCache = s.boolean("session_cache", true, &warns)
+	c.AgentIdentity = readAgentIdentity(s, &warns)
 	return c, warns, nil
 }
 

@@ -34,7 +34,7 @@ func defaultControl(path string, p paths.Paths) *Control {
 		CADir: p.ConfDir(), RotationFile: p.RotationFile(), RegistryDir: p.AgentsDir(),
 		ReadTimeout: 60, APIPort: 7445, CertRenewalDays: 90, CertOverlapDays: 30,
 		CertCheckInterval: 14400, PairingMaxQueue: 10, APIMaxInflight: 64, SessionCache: true,
-		StateBackend: "files", EtcdPrefix: "/ctrl-exec/",
+		StateBackend: "files", EtcdPrefix: "/ctrl-exec/", AgentIdentity: IdentityRegistry,
 		Raw: map[string]string{"cert": "/c.crt", "key": "/c.key", "ca": "/ca.crt"},
 	}
 }
@@ -269,6 +269,44 @@ func TestAPIRotationLoopValues(t *testing.T) {
 		}
 		if c.APIRotationLoop != tt.want {
 			t.Errorf("api_rotation_loop = %q: got %v, want %v", tt.value, c.APIRotationLoop, tt.want)
+		}
+	}
+}
+
+func TestAgentIdentityValues(t *testing.T) {
+	for _, tt := range []struct {
+		value string // "" = key absent
+		want  string
+		warn  bool
+	}{
+		{"", IdentityRegistry, false},
+		{"registry", IdentityRegistry, false},
+		{"strict", IdentityStrict, false},
+		{"STRICT", IdentityStrict, false},
+		{"off", IdentityOff, false},
+		{"Off", IdentityOff, false},
+		// Unknown values fail closed.
+		{"strcit", IdentityStrict, true},
+		{"no", IdentityStrict, true},
+	} {
+		content := identity
+		if tt.value != "" {
+			content += "agent_identity = " + tt.value + "\n"
+		}
+		path := writeConf(t, "ctrl-exec.conf", content)
+		c, warns, err := LoadControl(path, paths.Paths{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.AgentIdentity != tt.want {
+			t.Errorf("agent_identity = %q: got %q, want %q", tt.value, c.AgentIdentity, tt.want)
+		}
+		var want []Warning
+		if tt.warn {
+			want = []Warning{{Key: "agent_identity", Msg: fmt.Sprintf("%s line 4: '%s' is not registry, strict or off - using strict", path, tt.value)}}
+		}
+		if diff := cmp.Diff(want, warns); diff != "" {
+			t.Errorf("agent_identity = %q: warnings (-want +got):\n%s", tt.value, diff)
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/agentid"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
@@ -74,6 +75,11 @@ type Client struct {
 	// sessions are filed under the certificate that made them.
 	Sessions *sessioncache.Cache
 
+	// Identity is agent_identity (D-31): each call looks its targets up in
+	// the registry and refuses an agent whose certificate names another
+	// agent. nil or mode off: no check, as upstream.
+	Identity *agentid.Policy
+
 	// Progress, if set, is called on the calling goroutine after each host's
 	// result arrives: done of total finished, failed of them not successful.
 	Progress func(done, failed, total int)
@@ -99,7 +105,7 @@ type Client struct {
 
 // NewClient builds a Client from ctrl-exec.conf.
 func NewClient(conf *config.Control, log zerolog.Logger) *Client {
-	c := &Client{Cert: conf.Cert, Key: conf.Key, CA: conf.CA, Log: log}
+	c := &Client{Cert: conf.Cert, Key: conf.Key, CA: conf.CA, Log: log, Identity: agentid.New(conf)}
 	if conf.ReadTimeout > 0 {
 		c.Timeout = time.Duration(conf.ReadTimeout) * time.Second
 	}
@@ -138,17 +144,26 @@ func (c *Client) Target(arg string) Target { return ParseTarget(arg, c.Port) }
 // Do makes one request (method, path, JSON body) to one agent over a fresh
 // mTLS connection, within the per-host deadline. A non-2xx status is a
 // Reply, not an error; an error (a *TransportError for network and TLS
-// failures) means no status was received. Renewal uses it for /renew.
+// failures, an *IdentityError for the wrong agent) means no status was
+// received. A target without Agents is looked up in the registry first.
+// Renewal uses it for /renew.
 func (c *Client) Do(ctx context.Context, t Target, method, path string, body []byte) (Reply, error) {
 	cfg, err := c.tlsConfig()
 	if err != nil {
 		return Reply{}, err
 	}
+	if t.Agents == nil && !t.Unregistered {
+		one := []Target{t}
+		if err := c.resolveIdentities(one); err != nil {
+			return Reply{}, err
+		}
+		t = one[0]
+	}
 	return c.exchange(ctx, cfg, t, method, path, body)
 }
 
 // fanOut prepares a call: checks the host count, loads the TLS material
-// once and resolves the targets.
+// and the registry once and resolves the targets.
 func (c *Client) fanOut(hosts []string) (*tls.Config, []Target, error) {
 	if len(hosts) > MaxHosts {
 		return nil, nil, ErrTooManyHosts
@@ -160,6 +175,9 @@ func (c *Client) fanOut(hosts []string) (*tls.Config, []Target, error) {
 	targets := make([]Target, len(hosts))
 	for i, h := range hosts {
 		targets[i] = c.Target(h)
+	}
+	if err := c.resolveIdentities(targets); err != nil {
+		return nil, nil, err
 	}
 	return cfg, targets, nil
 }
@@ -259,7 +277,8 @@ func (c *Client) runError(rep Reply, err error) string {
 		return over.Error()
 	}
 	msg := failureText(rep, err)
-	if err == nil && (rep.Status == 403 || rep.Status == 413) {
+	var ie *IdentityError
+	if errors.As(err, &ie) || (err == nil && (rep.Status == 403 || rep.Status == 413)) {
 		return msg
 	}
 	// Upstream rewrites any other failure that mentions a timeout.

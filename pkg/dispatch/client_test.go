@@ -499,18 +499,18 @@ func TestParseTarget(t *testing.T) {
 		want Target
 		str  string
 	}{
-		{"myhost", 0, Target{"myhost", "myhost", "7443"}, "myhost:7443"},
-		{"myhost", 9000, Target{"myhost", "myhost", "9000"}, "myhost:9000"},
-		{"myhost:9000", 7443, Target{"myhost:9000", "myhost", "9000"}, "myhost:9000"},
-		{"192.168.1.1:8080", 7443, Target{"192.168.1.1:8080", "192.168.1.1", "8080"}, "192.168.1.1:8080"},
-		{"fe80::1", 7443, Target{"fe80::1", "fe80:", "1"}, "fe80::1"}, // upstream's greedy regex
-		{"[fe80::1]", 7443, Target{"[fe80::1]", "fe80::1", "7443"}, "[fe80::1]:7443"},
-		{"[::1]:9443", 7443, Target{"[::1]:9443", "::1", "9443"}, "[::1]:9443"},
-		{"[::1]x", 7443, Target{"[::1]x", "[::1]x", "7443"}, "[::1]x:7443"},
-		{"a:b:12", 7443, Target{"a:b:12", "a:b", "12"}, "a:b:12"},
-		{":7443", 7443, Target{":7443", ":7443", "7443"}, ":7443:7443"},
-		{"host:", 7443, Target{"host:", "host:", "7443"}, "host::7443"},
-		{"host:07443", 7443, Target{"host:07443", "host", "07443"}, "host:07443"},
+		{"myhost", 0, Target{Arg: "myhost", Host: "myhost", Port: "7443"}, "myhost:7443"},
+		{"myhost", 9000, Target{Arg: "myhost", Host: "myhost", Port: "9000"}, "myhost:9000"},
+		{"myhost:9000", 7443, Target{Arg: "myhost:9000", Host: "myhost", Port: "9000"}, "myhost:9000"},
+		{"192.168.1.1:8080", 7443, Target{Arg: "192.168.1.1:8080", Host: "192.168.1.1", Port: "8080"}, "192.168.1.1:8080"},
+		{"fe80::1", 7443, Target{Arg: "fe80::1", Host: "fe80:", Port: "1"}, "fe80::1"}, // upstream's greedy regex
+		{"[fe80::1]", 7443, Target{Arg: "[fe80::1]", Host: "fe80::1", Port: "7443"}, "[fe80::1]:7443"},
+		{"[::1]:9443", 7443, Target{Arg: "[::1]:9443", Host: "::1", Port: "9443"}, "[::1]:9443"},
+		{"[::1]x", 7443, Target{Arg: "[::1]x", Host: "[::1]x", Port: "7443"}, "[::1]x:7443"},
+		{"a:b:12", 7443, Target{Arg: "a:b:12", Host: "a:b", Port: "12"}, "a:b:12"},
+		{":7443", 7443, Target{Arg: ":7443", Host: ":7443", Port: "7443"}, ":7443:7443"},
+		{"host:", 7443, Target{Arg: "host:", Host: "host:", Port: "7443"}, "host::7443"},
+		{"host:07443", 7443, Target{Arg: "host:07443", Host: "host", Port: "07443"}, "host:07443"},
 	}
 	for _, tt := range tests {
 		got := ParseTarget(tt.arg, tt.port)

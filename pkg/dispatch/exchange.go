@@ -149,6 +149,9 @@ func (c *Client) exchange(ctx context.Context, cfg *tls.Config, t Target, method
 // budget before they are read (see wire.ReadClientResponseWithin).
 func (c *Client) exchangeWithin(ctx context.Context, cfg *tls.Config, t Target, method, path string, body []byte, reserve func(int64) error) (Reply, error) {
 	start := c.now()
+	if t.Unregistered {
+		return Reply{}, &IdentityError{Target: t}
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	fail := func(phase Phase, err error) (Reply, error) {
@@ -166,14 +169,22 @@ func (c *Client) exchangeWithin(ctx context.Context, cfg *tls.Config, t Target, 
 	if net.ParseIP(t.Host) == nil {
 		conf.ServerName = t.Host // SNI, as upstream sends; the chain check ignores names
 	}
+	checkIdentity(conf, t)
 	slot := c.sessionSlot(conf, t)
 	raw, conn, err := connect(ctx, conf, t)
-	if err != nil && slot != nil && slot.Offered() && ctx.Err() == nil {
+	var ie *IdentityError
+	if err != nil && !errors.As(err, &ie) && slot != nil && slot.Offered() && ctx.Err() == nil {
 		// An agent that aborts on a resumption attempt gets one full
 		// handshake; crypto/tls has already dropped the session. No request
 		// byte was sent, so nothing runs twice.
 		conf.ClientSessionCache = nil
 		raw, conn, err = connect(ctx, conf, t)
+	}
+	if errors.As(err, &ie) {
+		// The wrong agent: refused in the handshake, nothing was sent.
+		c.Log.Warn().Str("TARGET", t.String()).Str("EXPECTED", strings.Join(ie.Expected, ",")).
+			Str("GOT", ie.Got).Msg("identity-mismatch")
+		return Reply{RTT: c.now().Sub(start)}, ie
 	}
 	if err != nil {
 		return fail(PhaseConnect, err)

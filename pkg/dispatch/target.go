@@ -15,6 +15,15 @@ type Target struct {
 	Arg  string // as the caller gave it, e.g. "web-01:7443"; locks and crash fallbacks use it
 	Host string // without the port: what results call "host"
 	Port string // decimal digits as given ("07443" stays "07443")
+
+	// Agents are the registry names of the agent that must answer here
+	// (D-31): its certificate's CN must be one of them, checked in the
+	// handshake. nil: not checked. The client's Identity policy fills it
+	// in; a caller that knows the agent (renewal) may set it.
+	Agents []string
+	// Unregistered marks a target the registry does not know under
+	// agent_identity = strict: it is refused without connecting.
+	Unregistered bool
 }
 
 // ParseTarget splits a host argument (SPEC §2.4, D-3):

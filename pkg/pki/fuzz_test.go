@@ -84,3 +84,23 @@ func FuzzReadSerialFile(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseFingerprint(f *testing.F) {
+	for _, s := range []string{"sha256:" + strings.Repeat("0f", 32), "SHA256:" + strings.Repeat("A0:", 31) + "A0",
+		"sha256:", "sha256::", "sha1:00", strings.Repeat("ab", 32), ""} {
+		f.Add(s)
+	}
+	canonical := regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		fp, err := pki.ParseFingerprint(s)
+		if err != nil {
+			return
+		}
+		if !canonical.MatchString(fp) {
+			t.Fatalf("ParseFingerprint(%q) = %q, not canonical", s, fp)
+		}
+		if again, err := pki.ParseFingerprint(fp); err != nil || again != fp {
+			t.Fatalf("ParseFingerprint(%q) = %q, %v; want it unchanged", fp, again, err)
+		}
+	})
+}

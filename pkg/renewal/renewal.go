@@ -155,6 +155,11 @@ type renewDelivery struct {
 }
 
 func (r *Renewer) renew(ctx context.Context, t dispatch.Target, hostname, reqid string) (time.Time, error) {
+	if r.Client.Identity.Checks() {
+		// The certificate is signed for hostname: only the agent that
+		// already holds hostname's certificate may ask for it (D-31).
+		t.Agents, t.Unregistered = []string{hostname}, false
+	}
 	rep, err := r.Client.Do(ctx, t, "POST", "/renew", wire.JSON(renewRequest{Reqid: reqid}))
 	if err != nil {
 		return time.Time{}, fmt.Errorf("renew request failed: %w", err)

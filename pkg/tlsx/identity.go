@@ -1,11 +1,14 @@
 package tlsx
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
 	"sync/atomic"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
 
 // Identity is the certificate a long-running server presents and the CA pool
@@ -46,11 +49,43 @@ func (id *Identity) Reload(certFile, keyFile, caFile string) error {
 			return err
 		}
 	}
+	id.set(cert, roots)
+	return nil
+}
+
+func (id *Identity) set(cert tls.Certificate, roots *x509.CertPool) {
 	st := &identityState{cert: cert, roots: roots}
 	st.agent = agentHandshakeConfig(st)
 	st.plain = plainHandshakeConfig(st)
 	id.cur.Store(st)
-	return nil
+}
+
+// LoadChainIdentity is the pairing listener's identity: the certificate and
+// key, with the CA certificates of chainFile sent after the certificate, so
+// an agent that pins the CA's fingerprint (request-pairing
+// --ca-fingerprint) can check the chain before it sends its CSR. A Perl
+// pairing server sends its certificate alone.
+func LoadChainIdentity(certFile, keyFile, chainFile string) (*Identity, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate %s with key %s: %w", certFile, keyFile, err)
+	}
+	data, err := os.ReadFile(chainFile)
+	if err != nil {
+		return nil, fmt.Errorf("read CA certificate: %w", err)
+	}
+	cas, err := pki.ParseCertsPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate %s: %w", chainFile, err)
+	}
+	for _, ca := range cas {
+		if !bytes.Equal(ca.Raw, cert.Certificate[0]) {
+			cert.Certificate = append(cert.Certificate, ca.Raw)
+		}
+	}
+	id := new(Identity)
+	id.set(cert, nil)
+	return id, nil
 }
 
 // Certificate returns the certificate currently presented.

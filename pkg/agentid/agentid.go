@@ -1,0 +1,128 @@
+// Package agentid decides which agent must answer at a control-host target
+// (SPEC §8.7, D-31). A target names a registered agent when its host is the
+// agent's hostname, or when its host and port are the address and serve
+// port the agent paired with (registry fields ip and port); the agent that
+// answers there must then present a certificate whose CN is that hostname,
+// as pairing issued it. Targets are matched as typed: no name is looked up.
+//
+//	p := agentid.New(conf)           // agent_identity and the registry dir
+//	snap, err := p.Load()            // once per fan-out
+//	names := snap.Lookup(host, port) // nil: the registry does not know it
+//
+// pkg/dispatch applies the answer in the TLS handshake, before any request
+// byte is sent.
+package agentid
+
+import (
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+)
+
+// Policy is agent_identity and the registry it reads.
+type Policy struct {
+	Mode     string // config.IdentityRegistry, IdentityStrict or IdentityOff
+	Registry *registry.Registry
+}
+
+// New is the policy ctrl-exec.conf sets.
+func New(conf *config.Control) *Policy {
+	return &Policy{Mode: conf.AgentIdentity, Registry: registry.New(conf.RegistryDir)}
+}
+
+// Checks reports whether agents are checked at all (not "off").
+func (p *Policy) Checks() bool { return p != nil && p.Mode != config.IdentityOff }
+
+// Strict reports whether targets the registry does not know are refused.
+func (p *Policy) Strict() bool { return p != nil && p.Mode == config.IdentityStrict }
+
+// Snapshot is the registry as one call sees it.
+type Snapshot struct {
+	byName map[string][]string   // lower-case hostname → hostnames
+	byAddr map[addrPort][]string // recorded ip and serve port → hostnames
+}
+
+type addrPort struct {
+	addr netip.Addr
+	port int
+}
+
+// Load reads the registry once. A registry file that does not parse still
+// names its agent by its file name (<hostname>.json), so a target of that
+// name is checked rather than waved through as unknown. A registry
+// directory that cannot be read is an error: the call cannot be checked.
+func (p *Policy) Load() (*Snapshot, error) {
+	recs, skipped, err := p.Registry.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range skipped {
+		name := strings.TrimSuffix(filepath.Base(s.Path), ".json")
+		recs = append(recs, registry.Record{registry.FieldHostname: name})
+	}
+	return NewSnapshot(recs), nil
+}
+
+// NewSnapshot indexes records by hostname and by recorded address and port.
+func NewSnapshot(recs []registry.Record) *Snapshot {
+	s := &Snapshot{byName: map[string][]string{}, byAddr: map[addrPort][]string{}}
+	for _, rec := range recs {
+		name := rec.Hostname()
+		if name == "" {
+			continue
+		}
+		key := strings.ToLower(name)
+		s.byName[key] = appendNew(s.byName[key], name)
+		if addr, ok := parseAddr(rec.Get(registry.FieldIP)); ok {
+			k := addrPort{addr, registry.Port(rec)}
+			s.byAddr[k] = appendNew(s.byAddr[k], name)
+		}
+	}
+	return s
+}
+
+// Lookup returns the hostnames one of which the agent answering at host and
+// port must carry as its certificate's CN, or nil when the registry knows
+// neither the host (by hostname, any letter case) nor the address and port.
+// Several names come back only when several records share a name up to
+// case, or an address and port.
+func (s *Snapshot) Lookup(host, port string) []string {
+	if s == nil {
+		return nil
+	}
+	if names := s.byName[strings.ToLower(host)]; names != nil {
+		return names
+	}
+	addr, ok := parseAddr(host)
+	if !ok {
+		return nil
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return nil
+	}
+	return s.byAddr[addrPort{addr, n}]
+}
+
+// parseAddr reads an IP address, an IPv4-mapped IPv6 one as IPv4 and
+// without any zone, so 127.0.0.1 and ::ffff:127.0.0.1 are one address.
+func parseAddr(s string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap().WithZone(""), true
+}
+
+func appendNew(names []string, name string) []string {
+	for _, n := range names {
+		if n == name {
+			return names
+		}
+	}
+	return append(names, name)
+}

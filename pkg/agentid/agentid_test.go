@@ -1,0 +1,101 @@
+package agentid
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+)
+
+func rec(kv ...string) registry.Record {
+	r := registry.Record{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		r[kv[i]] = kv[i+1]
+	}
+	return r
+}
+
+func TestLookup(t *testing.T) {
+	snap := NewSnapshot([]registry.Record{
+		rec("hostname", "web-01", "ip", "10.0.0.5", "port", "7443"),
+		rec("hostname", "web-02", "ip", "10.0.0.6"), // Perl record: no port, 7443
+		rec("hostname", "db-01", "ip", "10.0.0.7", "port", "9443"),
+		rec("hostname", "nat-a", "ip", "192.0.2.1", "port", "7443"),
+		rec("hostname", "nat-b", "ip", "192.0.2.1", "port", "7443"),
+		rec("hostname", "127.0.0.9", "ip", "127.0.0.1", "port", "7000"), // named by its address
+		rec("hostname", "v6", "ip", "2001:db8::1", "port", "7443"),
+		rec("hostname", "lost", "ip", "unknown"),
+		rec("ip", "10.9.9.9"), // no hostname: names nothing
+	})
+	for _, tt := range []struct {
+		host, port string
+		want       []string
+	}{
+		{"web-01", "7443", []string{"web-01"}},
+		{"web-01", "9999", []string{"web-01"}}, // a host name matches on any port
+		{"WEB-01", "7443", []string{"web-01"}},
+		{"10.0.0.5", "7443", []string{"web-01"}},
+		{"10.0.0.5", "07443", []string{"web-01"}},
+		{"10.0.0.5", "7444", nil}, // the address alone is not enough
+		{"10.0.0.6", "7443", []string{"web-02"}},
+		{"10.0.0.7", "9443", []string{"db-01"}},
+		{"::ffff:10.0.0.7", "9443", []string{"db-01"}},
+		{"192.0.2.1", "7443", []string{"nat-a", "nat-b"}},
+		{"127.0.0.9", "1", []string{"127.0.0.9"}}, // the name wins over the address
+		{"127.0.0.1", "7000", []string{"127.0.0.9"}},
+		{"2001:db8::1", "7443", []string{"v6"}},
+		{"2001:db8:0::1", "7443", []string{"v6"}},
+		{"fe80::1%eth0", "7443", nil},
+		{"lost", "7443", []string{"lost"}},
+		{"10.9.9.9", "7443", nil},
+		{"web-01.example.com", "7443", nil}, // no name lookups
+		{"", "7443", nil},
+	} {
+		if diff := cmp.Diff(tt.want, snap.Lookup(tt.host, tt.port)); diff != "" {
+			t.Errorf("Lookup(%q, %q) (-want +got):\n%s", tt.host, tt.port, diff)
+		}
+	}
+}
+
+// A record that does not parse still names its agent by its file name.
+func TestLoadKeepsUnparsableRecordsByName(t *testing.T) {
+	dir := t.TempDir()
+	reg := registry.New(dir)
+	if err := reg.Put(rec("hostname", "web-01", "ip", "10.0.0.5")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "web-09.json"), []byte("{torn"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := (&Policy{Mode: config.IdentityRegistry, Registry: reg}).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"web-09"}, snap.Lookup("web-09", "7443")); diff != "" {
+		t.Error(diff)
+	}
+	if diff := cmp.Diff([]string{"web-01"}, snap.Lookup("10.0.0.5", "7443")); diff != "" {
+		t.Error(diff)
+	}
+}
+
+func TestPolicyModes(t *testing.T) {
+	var none *Policy
+	for _, tt := range []struct {
+		p              *Policy
+		checks, strict bool
+	}{
+		{none, false, false},
+		{&Policy{Mode: config.IdentityOff}, false, false},
+		{&Policy{Mode: config.IdentityRegistry}, true, false},
+		{&Policy{Mode: config.IdentityStrict}, true, true},
+	} {
+		if tt.p.Checks() != tt.checks || tt.p.Strict() != tt.strict {
+			t.Errorf("%+v: Checks %v Strict %v", tt.p, tt.p.Checks(), tt.p.Strict())
+		}
+	}
+}
