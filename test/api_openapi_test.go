@@ -92,7 +92,7 @@ func (e *apiInstallError) Error() string { return "npm ci: " + e.err.Error() + "
 func TestAPIOpenAPIValidators(t *testing.T) {
 	tools := openapiTools(t)
 	c := newAPIControl(t, apiOptions{hook: true}).start()
-	a := c.startAgent("agent-a")
+	a := c.startAgent("localhost") // named as registered: the agent identity check holds
 	c.register("localhost", "127.0.0.1", a.port)
 
 	type sample struct {

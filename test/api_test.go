@@ -28,7 +28,7 @@ func apiJSON(v any) string {
 
 func TestAPIEndpoints(t *testing.T) {
 	c := newAPIControl(t, apiOptions{allow: true}).start()
-	a := c.startAgent("agent-a")
+	a := c.startAgent("localhost") // named as registered: the agent identity check holds
 	c.register("localhost", "127.0.0.1", a.port)
 
 	t.Run("index", func(t *testing.T) {
@@ -52,7 +52,7 @@ func TestAPIEndpoints(t *testing.T) {
 		r := c.call("POST", "/ping", `{"hosts":["`+a.target()+`","127.0.0.1:1"]}`).want(t, 200, "")
 		res := r.JSON["results"].([]any)
 		ok, bad := res[0].(map[string]any), res[1].(map[string]any)
-		if ok["status"] != "ok" || ok["host"] != "agent-a" || bad["status"] != "error" || bad["host"] != "127.0.0.1" {
+		if ok["status"] != "ok" || ok["host"] != "localhost" || bad["status"] != "error" || bad["host"] != "127.0.0.1" {
 			t.Errorf("results in request order, agent-reported name on success: %s", r.Body)
 		}
 	})
@@ -103,14 +103,14 @@ func TestAPIEndpoints(t *testing.T) {
 	t.Run("discovery", func(t *testing.T) {
 		for _, method := range []string{"GET", "POST"} {
 			r := c.call(method, "/discovery", "").want(t, 200, "")
-			h, _ := r.JSON["hosts"].(map[string]any)["agent-a"].(map[string]any)
+			h, _ := r.JSON["hosts"].(map[string]any)["localhost"].(map[string]any)
 			if h["status"] != "ok" || apiJSON(h["tags"]) != `{"role":"test"}` || len(h["scripts"].([]any)) != len(apiAgentScripts) {
 				t.Errorf("%s /discovery over the registry: %s", method, r.Body)
 			}
 		}
 		r := c.call("POST", "/discovery", `{"hosts":["`+a.target()+`","127.0.0.1:1"]}`).want(t, 200, "")
 		hosts := r.JSON["hosts"].(map[string]any)
-		if len(hosts) != 2 || hosts["agent-a"] == nil || hosts["127.0.0.1"].(map[string]any)["status"] != "error" {
+		if len(hosts) != 2 || hosts["localhost"] == nil || hosts["127.0.0.1"].(map[string]any)["status"] != "error" {
 			t.Errorf("POST /discovery with hosts: keyed by agent name, failures by target without port: %s", r.Body)
 		}
 	})
@@ -390,7 +390,7 @@ func TestAPIDiscoveryAndLiveSpec(t *testing.T) {
 	}
 
 	// A newly registered agent appears, with its scripts.
-	a := c.startAgent("agent-a")
+	a := c.startAgent("localhost") // named as registered (agent identity check)
 	c.register("localhost", "127.0.0.1", a.port)
 	r = c.call("GET", "/openapi-live.json", "").want(t, 200, "")
 	if got := apiJSON(specDig(r.JSON, "components", "schemas", "RunRequest", "properties", "hosts", "items", "enum")); got != `["localhost"]` {
@@ -401,7 +401,7 @@ func TestAPIDiscoveryAndLiveSpec(t *testing.T) {
 	}
 
 	// A second agent (reached by IP) and a newly allowlisted script.
-	b := c.startAgent("agent-b")
+	b := c.startAgent("127.0.0.2")
 	c.register("127.0.0.2", "127.0.0.2", b.port)
 	b.addScript(t, "deploy")
 	b.root.WaitLog(10*time.Second, "ACTION=") // the agent is logging: the reload has been seen
@@ -422,7 +422,7 @@ func TestAPIDiscoveryAndLiveSpec(t *testing.T) {
 	}
 	r = c.call("GET", "/discovery", "").want(t, 200, "")
 	hosts := r.JSON["hosts"].(map[string]any)
-	if len(hosts) != 2 || hosts["agent-a"] == nil || hosts["agent-b"] == nil {
+	if len(hosts) != 2 || hosts["localhost"] == nil || hosts["127.0.0.2"] == nil {
 		t.Errorf("discovery over two registered agents: %s", r.Body)
 	}
 

@@ -95,7 +95,8 @@ func TestPairingApproved(t *testing.T) {
 	ctl := NewControl(t, NoHook)
 	agent := NewAgent(t, "web-01")
 	pm, port := StartPairingMode(t, ctl)
-	if want := fmt.Sprintf("Pairing mode active on port %d. Ctrl-C to stop.\nUse 'ctrl-exec list-requests' to see pending requests.\n", port); pm.Stdout() != want {
+	if want := fmt.Sprintf("Pairing mode active on port %d. Ctrl-C to stop.\nUse 'ctrl-exec list-requests' to see pending requests.\n"+
+		"CA fingerprint: %s (agents pin it with request-pairing --ca-fingerprint)\n", port, caFingerprint(t, ctl)); pm.Stdout() != want {
 		t.Errorf("non-interactive banner %q, want %q", pm.Stdout(), want)
 	}
 	ctl.WaitLog(5*time.Second, "ACTION=pairing-mode-start PORT="+itoa(port))
@@ -702,6 +703,7 @@ func TestSetupCommands(t *testing.T) {
 	want := "Setting up ctrl-exec CA...\nCA created:\n" +
 		"  Key:  " + ctl.Path("/etc/ctrl-exec/ca.key") + "\n" +
 		"  Cert: " + ctl.Path("/etc/ctrl-exec/ca.crt") + "\n" +
+		"  Fingerprint: " + caFingerprint(t, ctl) + "\n" +
 		"Keep ca.key secure - it never leaves this host.\n"
 	if diff := cmp.Diff(want, res.Stdout); diff != "" {
 		t.Errorf("setup-ca (-want +got):\n%s", diff)

@@ -46,14 +46,26 @@ type Client struct {
 	Dialer interface {
 		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	}
-	TLS *tls.Config // nil = tlsx.PairingClientConfig()
+	TLS *tls.Config // nil = tlsx.PairingClientConfig(), or the pinned one
+	// CAFingerprint pins the control host's CA (pki.Fingerprint spelling,
+	// from request-pairing --ca-fingerprint): the server must chain to it
+	// before the request is sent when it sends its CA, and the approval
+	// must deliver that CA. "" = trust on first use, checked after approval
+	// against the delivered CA only (D-14).
+	CAFingerprint string
 }
 
 // Pending is a submitted request whose connection stays open for the
 // answer.
 type Pending struct {
 	ReqID string
-	nonce string
+	// PinChecked: the server's chain was checked against CAFingerprint
+	// before the request went out. False with a pin when the server sent
+	// its certificate alone (a Perl control host): the pin is then checked
+	// against the CA the approval delivers.
+	PinChecked bool
+	pin        string
+	nonce      string
 	conn  *tls.Conn
 	br    *bufio.Reader
 }
@@ -64,15 +76,13 @@ type Result struct {
 	CertPEM          string
 	CAPEM            string
 	DispatcherSerial string
-	// ServerChainErr is D-14's check: nil when the pairing server's own
-	// certificate chains to the delivered CA. A failure means the session
-	// may have been intercepted; the caller warns.
-	ServerChainErr error
 }
 
 // Submit connects to host:port, sends sub with a fresh nonce and reads the acknowledgement (§11.3). Failures to resolve or to
-// connect come back as *ResolveError or *ConnectError; a refusal by the
-// server is an error carrying its reason ("pairing queue full").
+// connect come back as *ResolveError or *ConnectError, a server that does
+// not chain to the pinned CA as a *tlsx.PinError (nothing was sent); a
+// refusal by the server is an error carrying its reason ("pairing queue
+// full").
 func (c *Client) Submit(ctx context.Context, host string, port int, sub Submission) (*Pending, error) {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	cctx, cancel := context.WithTimeout(ctx, ConnectWindow)
@@ -92,16 +102,34 @@ func (c *Client) Submit(ctx context.Context, host string, port int, sub Submissi
 		return nil, &ConnectError{Addr: addr, Err: err}
 	}
 	cfg := c.TLS
-	if cfg == nil {
+	switch {
+	case cfg != nil:
+	case c.CAFingerprint != "":
+		cfg = tlsx.PinnedPairingClientConfig(c.CAFingerprint)
+	default:
 		cfg = tlsx.PairingClientConfig()
 	}
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(cctx); err != nil {
 		raw.Close()
+		var pe *tlsx.PinError
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
 		return nil, &ConnectError{Addr: addr, Err: err}
 	}
 	sub.Nonce = pki.NewNonce()
-	p := &Pending{nonce: sub.Nonce, conn: conn, br: bufio.NewReader(conn)}
+	p := &Pending{nonce: sub.Nonce, pin: c.CAFingerprint, conn: conn, br: bufio.NewReader(conn)}
+	if p.pin != "" {
+		// The handshake refused a chain that fails; this says whether
+		// there was one to check.
+		checked, err := tlsx.CheckPinnedChain(conn.ConnectionState().PeerCertificates, p.pin)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		p.PinChecked = checked
+	}
 	reqid, err := p.submit(cctx, sub)
 	if err != nil {
 		conn.Close()
@@ -159,7 +187,11 @@ func (p *Pending) submit(ctx context.Context, sub Submission) (string, error) {
 
 // Await reads the answer (§11.3). It waits until the server answers or hangs
 // up, or ctx ends (then ctx's error is returned), and always closes the
-// connection. A denial is an error carrying the server's reason.
+// connection. A denial is an error carrying the server's reason. An
+// approval is accepted only from a server whose certificate chains to the
+// CA the approval delivers (D-14), and with a pin only if that CA is the
+// pinned one: otherwise the session may have been intercepted, and the
+// error says so.
 func (p *Pending) Await(ctx context.Context) (*Result, error) {
 	defer p.conn.Close()
 	stop := context.AfterFunc(ctx, func() { p.conn.SetDeadline(time.Unix(1, 0)) })
@@ -198,7 +230,9 @@ func (p *Pending) Await(ctx context.Context) (*Result, error) {
 			return nil, errors.New("nonce mismatch in pairing result")
 		}
 		r := &Result{CertPEM: text(res.Cert), CAPEM: text(res.CA), DispatcherSerial: text(res.DispatcherSerial)}
-		r.ServerChainErr = verifyServer(p.conn.ConnectionState(), r.CAPEM)
+		if err := verifyServer(p.conn.ConnectionState(), r.CAPEM, p.pin); err != nil {
+			return nil, err
+		}
 		return r, nil
 	}
 	if reason := text(res.Reason); reason != "" {
@@ -227,15 +261,25 @@ func text(v any) string {
 }
 
 // verifyServer checks that the pairing server's certificate chains to the
-// CA it delivered (D-14).
-func verifyServer(cs tls.ConnectionState, caPEM string) error {
+// CA it delivered (D-14), and with a pin that this CA is the pinned one.
+func verifyServer(cs tls.ConnectionState, caPEM, pin string) error {
 	cas, err := pki.ParseCertsPEM([]byte(caPEM))
 	if err != nil {
-		return fmt.Errorf("delivered CA: %w", err)
+		return fmt.Errorf("pairing result: CA certificate: %w", err)
 	}
 	pool := x509.NewCertPool()
+	trusted := 0
 	for _, c := range cas {
-		pool.AddCert(c)
+		if pin == "" || pki.Fingerprint(c) == pin {
+			pool.AddCert(c)
+			trusted++
+		}
 	}
-	return tlsx.VerifyPeerChain(cs.PeerCertificates, pool)
+	if trusted == 0 {
+		return fmt.Errorf("the CA delivered with the approval is %s, not the pinned %s - nothing was stored", pki.Fingerprint(cas[0]), pin)
+	}
+	if err := tlsx.VerifyPeerChain(cs.PeerCertificates, pool); err != nil {
+		return fmt.Errorf("the pairing server's certificate does not chain to the CA it delivered (%v): the session may have been intercepted - nothing was stored", err)
+	}
+	return nil
 }

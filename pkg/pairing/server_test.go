@@ -110,9 +110,6 @@ func TestPairingApprovedEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ServerChainErr != nil {
-		t.Errorf("server chain: %v", res.ServerChainErr)
-	}
 	ctrl, _ := pki.LoadCert(filepath.Join(c.dir, "ctrl-exec.crt"))
 	if res.DispatcherSerial != pki.SerialHex(ctrl) {
 		t.Errorf("dispatcher serial %q", res.DispatcherSerial)
@@ -374,6 +371,11 @@ func frame(body string) string {
 
 func TestPairingClientAnswers(t *testing.T) {
 	c := newControl(t)
+	caPEM, err := os.ReadFile(c.approver.CA.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caJSON := string(wire.JSON(string(caPEM)))
 	pending := frame(`{"status":"pending","reqid":"0123456789abcdef"}`)
 	tests := []struct {
 		name    string
@@ -395,8 +397,11 @@ func TestPairingClientAnswers(t *testing.T) {
 		{"denied without reason", func(Submission) string { return pending + frame(`{"status":"denied"}`) }, "denied"},
 		{"bad JSON result", func(Submission) string { return pending + frame(`{`) }, "bad JSON in result"},
 		{"empty result", func(Submission) string { return pending + frame(``) }, "empty result body"},
-		{"approved", func(s Submission) string {
+		{"approved with a CA that is no certificate", func(s Submission) string {
 			return pending + frame(`{"status":"approved","cert":"C","ca":"A","nonce":"`+s.Nonce+`"}`)
+		}, "pairing result: CA certificate: no CERTIFICATE PEM block found"},
+		{"approved", func(s Submission) string {
+			return pending + frame(`{"status":"approved","cert":"C","ca":`+caJSON+`,"nonce":"`+s.Nonce+`"}`)
 		}, ""},
 	}
 	for _, tt := range tests {
@@ -409,7 +414,7 @@ func TestPairingClientAnswers(t *testing.T) {
 				}
 				var res *Result
 				res, err = p.Await(context.Background())
-				if err == nil && (res.CertPEM != "C" || res.CAPEM != "A" || res.DispatcherSerial != "") {
+				if err == nil && (res.CertPEM != "C" || res.CAPEM != string(caPEM) || res.DispatcherSerial != "") {
 					t.Errorf("result %+v", res)
 				}
 			}

@@ -31,6 +31,7 @@ var options = cliargs.Spec{
 		{Name: "background"},
 		{Name: "timeout", TakesArg: true},
 		{Name: "key-type", TakesArg: true},
+		{Name: caFingerprintFlag, TakesArg: true},
 		{Name: pairingChildFlag, TakesArg: true}, // internal: the detached background-pairing helper (D-9)
 	},
 }
@@ -75,6 +76,7 @@ func newApp(e *env) *cli.App {
 			&cli.BoolFlag{Name: "background", Usage: "print the request ID and wait for approval in a detached helper (request-pairing)"},
 			&cli.IntFlag{Name: "timeout", Value: 30, Usage: "`SECONDS` the background helper waits for approval, at most 600; 0 = no limit"},
 			&cli.StringFlag{Name: "key-type", Value: string(pki.KeyRSA4096), Usage: "`TYPE` of the key request-pairing generates: rsa-4096 or ecdsa-p256"},
+			&cli.StringFlag{Name: caFingerprintFlag, Usage: "pin the control host's CA: `sha256:HEX` as setup-ca and pairing-mode print it (request-pairing)"},
 			&cli.StringFlag{Name: pairingChildFlag, Hidden: true},
 		},
 		Commands: []*cli.Command{
@@ -96,12 +98,14 @@ const usage = `Usage: ctrl-exec-agent [options] [mode]
 
 Modes:
   serve              run the mTLS agent server (default)
-  request-pairing    --dispatcher <host> [--port 7444] [--background [--timeout 30]]
+  request-pairing    --dispatcher <host> [--port 7444] [--ca-fingerprint sha256:<hex>]
+                     [--background [--timeout 30]]
   pairing-status     report whether this agent holds certificates
   self-check         validate config, allowlist and certificates
   self-ping          connect to the local agent over mTLS and ping it
   completion         bash|zsh|fish: print a shell completion script
 
 Options: --config <path> --allowlist <path> --dispatcher <host> --port <n> --background --timeout <n>
+         --ca-fingerprint sha256:<hex>
 Run 'ctrl-exec-agent <mode> --help' for details.
 `

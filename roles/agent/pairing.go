@@ -22,12 +22,16 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
 // pairingChildFlag marks the re-executed background pairing helper (D-9).
 // Its value is the descriptor of the pipe on which the helper reports the
 // request id (or why it failed) to the command the operator ran.
 const pairingChildFlag = "pairing-child"
+
+// caFingerprintFlag pins the control host's CA at pairing (request-pairing).
+const caFingerprintFlag = "ca-fingerprint"
 
 // maxBackgroundTimeout keeps the background wait inside the 660 s
 // connection window (§4.3 step 2).
@@ -51,6 +55,15 @@ waits for the operator to approve it there, after comparing the pairing code
 printed here. On approval stores agent.crt, agent.key, ca.crt and
 ctrl-exec-serial in /etc/ctrl-exec-agent (which must exist and be writable)
 and tells the control host the serve port from agent.conf.
+
+With --ca-fingerprint sha256:<hex> (printed by 'ctrl-exec setup-ca' and
+'ctrl-exec pairing-mode') the control host's CA is pinned: a pairing server
+that sends a certificate chain not ending in that CA is refused before the
+request is sent, and an approval that delivers another CA is refused. A
+pairing server that sends its certificate alone (a Perl ctrl-exec) is
+checked once the approval delivers the CA. Without it, an approval is
+accepted only from a server whose certificate chains to the CA it delivers.
+Either way nothing is stored when a check fails.
 
 With --background prints only the request id and returns at once; a detached
 helper keeps the connection and waits up to --timeout seconds (at most 600,
@@ -97,6 +110,7 @@ type pairingRequest struct {
 	timeout    int               // background only; <= 0 = no timer
 	configPath string
 	keyType    pki.KeyType
+	caPin      string // --ca-fingerprint, canonical; "" = not pinned
 }
 
 func pairingOptions(e *env, c *cli.Context) (pairingRequest, error) {
@@ -114,6 +128,13 @@ func pairingOptions(e *env, c *cli.Context) (pairingRequest, error) {
 		return r, cliapp.Fatalf("--key-type: %v", err)
 	}
 	r.keyType = kt
+	if v := c.String(caFingerprintFlag); v != "" {
+		pin, err := pki.ParseFingerprint(v)
+		if err != nil {
+			return r, cliapp.Fatalf("--%s: %v", caFingerprintFlag, err)
+		}
+		r.caPin = pin
+	}
 	// The serve port is a Go addition to the request; without a readable
 	// agent.conf the control host assumes 7443.
 	// So are the [tags], which make the agent targetable by tag once
@@ -160,10 +181,14 @@ func requestPairing(e *env, c *cli.Context) error {
 	fmt.Fprintln(e.stdout)
 	fmt.Fprintf(e.stdout, "Connecting to ctrl-exec at %s for pairing...\n", r.dispatcher)
 
-	p, err := (&pairing.Client{}).Submit(c.Context, r.dispatcher, r.port,
+	p, err := (&pairing.Client{CAFingerprint: r.caPin}).Submit(c.Context, r.dispatcher, r.port,
 		pairing.Submission{Hostname: host, CSR: string(csr), Port: r.servePort, Tags: r.tags})
 	if err != nil {
 		return cliapp.Fatalf("%s", submitFailure(r.dispatcher, err))
+	}
+	if r.caPin != "" && !p.PinChecked {
+		fmt.Fprintf(e.stderr, "Note: the pairing server sent no CA certificate (a Perl ctrl-exec does not);\n"+
+			"  %s will be checked against the CA delivered on approval.\n", r.caPin)
 	}
 	res, err := p.Await(c.Context)
 	if err != nil {
@@ -205,7 +230,12 @@ func keyAndCSR(host string, kt pki.KeyType) (crypto.Signer, []byte, error) {
 func submitFailure(dispatcher string, err error) string {
 	var re *pairing.ResolveError
 	var ce *pairing.ConnectError
+	var pe *tlsx.PinError
 	switch {
+	case errors.As(err, &pe):
+		return fmt.Sprintf("Pairing failed: %v - nothing was sent.\n"+
+			"Check that --dispatcher names the control host and that --ca-fingerprint is\n"+
+			"what 'ctrl-exec pairing-mode' prints there.", pe)
 	case errors.As(err, &re):
 		return fmt.Sprintf("Pairing failed: could not resolve ctrl-exec hostname '%s'.\n"+
 			"Check the hostname is correct or use an IP address instead.", dispatcher)
@@ -225,13 +255,6 @@ func storeResult(e *env, r pairingRequest, res *pairing.Result, key crypto.Signe
 	}
 	for _, w := range warns {
 		fmt.Fprintln(e.stderr, w)
-	}
-	if res.ServerChainErr != nil {
-		// D-14: the bootstrap is unauthenticated; say so when the server
-		// that answered is not one the delivered CA vouches for.
-		fmt.Fprintf(e.stderr, "Warning: the pairing server's certificate does not chain to the delivered CA (%v).\n"+
-			"The pairing may have been intercepted; confirm the pairing code with the control host's operator.\n", res.ServerChainErr)
-		e.log.Warn().Str("DISPATCHER", r.dispatcher).Str("ERROR", res.ServerChainErr.Error()).Msg("pair-server-unverified")
 	}
 	e.log.Info().Str("DISPATCHER", r.dispatcher).Str("STATUS", "approved").Msg("pair-complete")
 	return nil
@@ -265,6 +288,7 @@ func startPairingChild(e *env, r pairingRequest) error {
 			"--port", strconv.Itoa(r.port),
 			"--timeout", strconv.Itoa(r.timeout),
 			"--key-type", string(r.keyType),
+			"--" + caFingerprintFlag + "=" + r.caPin,
 			"--" + pairingChildFlag + "=3", // ExtraFiles[0]
 			"request-pairing"},
 		// Not the caller's stdout: `reqid=$(ctrl-exec-agent … --background)`
@@ -338,7 +362,7 @@ func pairingChild(e *env, c *cli.Context) error {
 		report("error", err.Error())
 		return cliapp.Exit(255, "")
 	}
-	p, err := (&pairing.Client{}).Submit(context.Background(), r.dispatcher, r.port,
+	p, err := (&pairing.Client{CAFingerprint: r.caPin}).Submit(context.Background(), r.dispatcher, r.port,
 		pairing.Submission{Hostname: host, CSR: string(csr), Port: r.servePort, Tags: r.tags})
 	if err != nil {
 		report("error", submitFailure(r.dispatcher, err))

@@ -259,7 +259,20 @@ func runPairingMode(e *env, c *cli.Context) error {
 	reg := registry.New(e.paths.AgentsDir())
 	pairing.RecoverOrphans(queue, reg, e.log)
 
-	id, err := tlsx.LoadIdentity(conf.Cert, conf.Key, "")
+	// The CA approvals deliver goes out after the ctrl-exec certificate, so
+	// an agent pinning its fingerprint checks the chain before it sends
+	// anything.
+	caFile := pki.CAFilesIn(e.paths.ConfDir()).Cert
+	fingerprint := ""
+	id, err := tlsx.LoadChainIdentity(conf.Cert, conf.Key, caFile)
+	if err == nil {
+		if ca, cerr := pki.LoadCert(caFile); cerr == nil {
+			fingerprint = pki.Fingerprint(ca)
+		}
+	} else {
+		fmt.Fprintf(e.stderr, "Warning: %v - agents cannot pin the CA (request-pairing --ca-fingerprint)\n", err)
+		id, err = tlsx.LoadIdentity(conf.Cert, conf.Key, "")
+	}
 	if err != nil {
 		return cliapp.Fatalf("Cannot start pairing server: %v", err)
 	}
@@ -278,6 +291,9 @@ func runPairingMode(e *env, c *cli.Context) error {
 	} else {
 		fmt.Fprintf(out, "Pairing mode active on port %d. Ctrl-C to stop.\n", port)
 		fmt.Fprintln(out, "Use 'ctrl-exec list-requests' to see pending requests.")
+	}
+	if fingerprint != "" {
+		fmt.Fprintf(out, "CA fingerprint: %s (agents pin it with request-pairing --ca-fingerprint)\n", fingerprint)
 	}
 
 	answered := make(chan struct{}, 1)

@@ -62,13 +62,16 @@ func setupCA(e *env, keyType string) error {
 	}
 	fmt.Fprintln(e.stdout, "Setting up ctrl-exec CA...")
 	files := pki.CAFilesIn(e.paths.ConfDir())
-	if _, err := pki.CreateCAOfType(files, kt, pki.KeyBitsFromEnv(), e.now()); err != nil {
+	ca, err := pki.CreateCAOfType(files, kt, pki.KeyBitsFromEnv(), e.now())
+	if err != nil {
 		if errors.Is(err, pki.ErrCAExists) {
 			return cliapp.Fatalf("CA already exists at '%s'. Remove it first only if you mean to replace the CA; every agent must then re-pair.", files.Key)
 		}
 		return cliapp.Fatalf("%v", err)
 	}
-	fmt.Fprintf(e.stdout, "CA created:\n  Key:  %s\n  Cert: %s\nKeep ca.key secure - it never leaves this host.\n", files.Key, files.Cert)
+	// The fingerprint is what agents pin: request-pairing --ca-fingerprint.
+	fmt.Fprintf(e.stdout, "CA created:\n  Key:  %s\n  Cert: %s\n  Fingerprint: %s\nKeep ca.key secure - it never leaves this host.\n",
+		files.Key, files.Cert, pki.Fingerprint(ca.Cert))
 	return nil
 }
 
