@@ -66,8 +66,8 @@ type Pending struct {
 	PinChecked bool
 	pin        string
 	nonce      string
-	conn  *tls.Conn
-	br    *bufio.Reader
+	conn       *tls.Conn
+	br         *bufio.Reader
 }
 
 // Result is an approval: the agent's certificate, the CA and the ctrl-exec
