@@ -166,7 +166,11 @@ func (a *fakeAgent) serve(conn *tls.Conn) {
 	reply := func(code int, v any) { wire.WriteResponse(conn, code, wire.JSON(v), wire.AgentPhrase) }
 	switch req.Method + " " + req.Path {
 	case "POST /ping":
-		reply(200, map[string]any{"status": "ok", "host": a.name, "version": "fake",
+		host := a.name
+		if a.mode == "claims-victim" {
+			host = "victim-01" // says it is another, registered agent
+		}
+		reply(200, map[string]any{"status": "ok", "host": host, "version": "fake",
 			"expiry": pki.FormatOpenSSLDate(a.notAfter()), "reqid": body["reqid"]})
 	case "POST /renew":
 		switch a.mode {
@@ -178,8 +182,11 @@ func (a *fakeAgent) serve(conn *tls.Conn) {
 			reply(200, map[string]any{"status": "ok", "reqid": body["reqid"]})
 		default:
 			cn := a.name
-			if a.mode == "othercn" {
+			switch a.mode {
+			case "othercn":
 				cn = "someone-else"
+			case "claims-victim":
+				cn = "victim-01"
 			}
 			csr, _ := pki.CreateCSR(a.p.agentKey, cn)
 			reply(200, map[string]any{"status": "ok", "csr": string(csr), "reqid": body["reqid"]})

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/agentid"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
@@ -173,6 +175,39 @@ func TestRenewalPingRenewsDueRegisteredAgentsOnly(t *testing.T) {
 	}
 	if due.renewCount() != 1 {
 		t.Errorf("renewed again: %d", due.renewCount())
+	}
+}
+
+// An agent that reports another agent's name is not renewed in that name:
+// with agent_identity on, renewal talks only to the agent whose certificate
+// carries the name being renewed (D-31). Upstream (off) signs it.
+func TestRenewalOnlyForTheNamedAgent(t *testing.T) {
+	for _, tt := range []struct {
+		mode     string
+		renewals int
+	}{
+		{config.IdentityRegistry, 0},
+		{config.IdentityOff, 1},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			h := newHarness(t)
+			h.client.Identity = &agentid.Policy{Mode: tt.mode, Registry: h.reg}
+			h.register(t, startFakeAgent(t, h.p, "victim-01", 365, ""))
+			impostor := startFakeAgent(t, h.p, "impostor-01", 100, "claims-victim")
+			results, err := h.client.Ping(context.Background(), []string{impostor.target()})
+			if err != nil || !results[0].OK() {
+				t.Fatalf("ping %v %v", results, err)
+			}
+			if got := impostor.renewCount(); got != tt.renewals {
+				t.Errorf("impostor renewed %d times, want %d", got, tt.renewals)
+			}
+			if tt.renewals == 0 {
+				want := `ACTION=renew ERROR="renew request failed: agent identity mismatch: expected victim-01, got impostor-01"`
+				if lines := h.log.lines("ACTION=renew ERROR"); len(lines) != 1 || !strings.HasPrefix(lines[0], want) {
+					t.Errorf("renew lines %q, want prefix %q", lines, want)
+				}
+			}
+		})
 	}
 }
 
