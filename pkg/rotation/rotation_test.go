@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/agentid"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 )
@@ -293,6 +295,35 @@ func TestRotationBroadcastFailureTexts(t *testing.T) {
 	want := []Report{{Hostname: "lost-01", Error: "forbidden: serial mismatch"}}
 	if diff := cmp.Diff(want, report); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// A broadcast reaches only the agent the registry names at each address
+// (D-31): the fake agents' certificates say "fake-agent", so a record of
+// another name is refused before the serial is sent, and one of that name
+// is updated.
+func TestRotationBroadcastChecksAgentIdentity(t *testing.T) {
+	c := newControl(t)
+	c.r.Client.Identity = &agentid.Policy{Mode: config.IdentityRegistry, Registry: c.reg}
+	old := c.serial(t)
+	other := c.addAgent(t, "web-01", registry.StatusCurrent, old, old, false)
+	named := c.addAgent(t, "fake-agent", registry.StatusCurrent, old, old, false)
+	if _, err := c.r.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	report, err := c.r.Broadcast(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Report{
+		{Hostname: "fake-agent", OK: true},
+		{Hostname: "web-01", Error: "agent identity mismatch: expected web-01, got fake-agent"},
+	}
+	if diff := cmp.Diff(want, report); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if other.storedSerial() != old || named.storedSerial() != c.serial(t) {
+		t.Errorf("stored serials: web-01 %s, fake-agent %s", other.storedSerial(), named.storedSerial())
 	}
 }
 
