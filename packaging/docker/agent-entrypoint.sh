@@ -6,7 +6,8 @@
 #    at $DISPATCHER_HOST (port $DISPATCHER_PORT, default 7444) for pairing,
 #    waits for the operator's answer, and exits 0 once approved. Start the
 #    container again to serve. ("docker run" prints the pairing code to
-#    compare with the control host.)
+#    compare with the control host.) $CTRL_EXEC_CA_FINGERPRINT, if set, pins
+#    the control host's CA (sha256:<hex> from "ctrl-exec setup-ca").
 #  - Paired: replaces this shell with "ctrl-exec-agent serve" (PID 1).
 # Arguments are passed to "ctrl-exec-agent serve".
 set -eu
@@ -34,7 +35,8 @@ if [ ! -f "$conf_dir/agent.crt" ]; then
 		exit 1
 	fi
 	log "not paired: requesting pairing from $DISPATCHER_HOST"
-	ctrl-exec-agent request-pairing --dispatcher "$DISPATCHER_HOST" --port "${DISPATCHER_PORT:-7444}"
+	ctrl-exec-agent request-pairing --dispatcher "$DISPATCHER_HOST" --port "${DISPATCHER_PORT:-7444}" \
+		${CTRL_EXEC_CA_FINGERPRINT:+--ca-fingerprint "$CTRL_EXEC_CA_FINGERPRINT"}
 	log "paired; start the container again to serve"
 	exit 0
 fi

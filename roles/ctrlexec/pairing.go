@@ -51,6 +51,8 @@ the prompt shown here when stdin is a terminal:
   a<N>, d<N>       approve or deny the N-th request of the list
   list, quit       show the pending requests again; stop
 
+The banner shows the CA fingerprint for 'request-pairing --ca-fingerprint'; the
+listener sends the CA certificate after its own so a pinned agent can check it.
 The certificate rotation check loop runs while pairing-mode runs.
 Ctrl-C, SIGTERM or 'quit' stop it; agents still waiting are told so.
 

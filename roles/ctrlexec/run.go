@@ -38,6 +38,8 @@ Options may appear anywhere before "--". At most 500 hosts.
 Before dispatching, the auth hook (auth_hook in ctrl-exec.conf) is asked, then
 the host:script locks are taken and held until every host has answered, so the
 same script cannot run twice at once on one host from this control host.
+A host whose agent certificate names another agent than the registry holds for
+it is refused before anything is sent (agent_identity in ctrl-exec.conf).
 
 Exit status: 0 if every host ran the script and it exited 0; 1 if any host
 failed or exited non-zero, or on an auth denial or lock conflict; 255 on a

@@ -24,8 +24,9 @@ func setupCACommand(e *env) *cli.Command {
 		Name:  "setup-ca",
 		Usage: "create the certificate authority (once per control host)",
 		Description: `Creates /etc/ctrl-exec/ca.key (mode 0600), the self-signed ca.crt
-(CN=ctrl-exec CA, 10 years) and ca.serial. Refuses to run when ca.key exists:
-replacing the CA means re-pairing every agent.
+(CN=ctrl-exec CA, 10 years) and ca.serial, and prints the CA fingerprint
+(sha256:<hex>) that agents pin with 'request-pairing --ca-fingerprint'. Refuses
+to run when ca.key exists: replacing the CA means re-pairing every agent.
 
 --key-type chooses the CA key: rsa-4096 (the default, as upstream) or
 ecdsa-p256 (much cheaper handshakes). setup-ctrl-exec and rotate-cert give
