@@ -1,6 +1,7 @@
 package agentid
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -96,6 +97,26 @@ func TestPolicyModes(t *testing.T) {
 	} {
 		if tt.p.Checks() != tt.checks || tt.p.Strict() != tt.strict {
 			t.Errorf("%+v: Checks %v Strict %v", tt.p, tt.p.Checks(), tt.p.Strict())
+		}
+	}
+}
+
+// Load reads the whole registry once per fan-out: its cost per call for a
+// 1000-agent registry.
+func BenchmarkLoad1000(b *testing.B) {
+	reg := registry.New(b.TempDir())
+	for i := 0; i < 1000; i++ {
+		if err := reg.Put(rec("hostname", fmt.Sprintf("web-%04d", i), "ip", fmt.Sprintf("10.0.%d.%d", i/250, i%250), "port", "7443",
+			"paired", "2026-01-01T00:00:00Z", "expiry", "Jan  1 00:00:00 2028 GMT", "serial_status", "current")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p := &Policy{Mode: config.IdentityRegistry, Registry: reg}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		snap, err := p.Load()
+		if err != nil || snap.Lookup("web-0999", "7443") == nil {
+			b.Fatal(err)
 		}
 	}
 }
