@@ -5,19 +5,22 @@
 // answers there must then present a certificate whose CN is that hostname,
 // as pairing issued it. Targets are matched as typed: no name is looked up.
 //
-//	p := agentid.New(conf)           // agent_identity and the registry dir
-//	snap, err := p.Load()            // once per fan-out
-//	names := snap.Lookup(host, port) // nil: the registry does not know it
+//	p := agentid.New(conf)                // agent_identity and the registry dir
+//	snap := p.Load()                      // once per fan-out
+//	names, err := snap.Lookup(host, port) // nil: the registry does not know it
 //
 // pkg/dispatch applies the answer in the TLS handshake, before any request
 // byte is sent.
 package agentid
 
 import (
+	"errors"
+	"io/fs"
 	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
@@ -40,8 +43,17 @@ func (p *Policy) Checks() bool { return p != nil && p.Mode != config.IdentityOff
 // Strict reports whether targets the registry does not know are refused.
 func (p *Policy) Strict() bool { return p != nil && p.Mode == config.IdentityStrict }
 
-// Snapshot is the registry as one call sees it.
+// Snapshot is the registry as one call sees it. A host that is a record's
+// file name costs one file read; the whole registry is read (once) only
+// for a target it does not name exactly, such as an address.
 type Snapshot struct {
+	reg  *registry.Registry // nil when built from records
+	once sync.Once
+	idx  *index
+	err  error
+}
+
+type index struct {
 	byName map[string][]string   // lower-case hostname → hostnames
 	byAddr map[addrPort][]string // recorded ip and serve port → hostnames
 }
@@ -51,25 +63,38 @@ type addrPort struct {
 	port int
 }
 
-// Load reads the registry once. A registry file that does not parse still
-// names its agent by its file name (<hostname>.json), so a target of that
-// name is checked rather than waved through as unknown. A registry
-// directory that cannot be read is an error: the call cannot be checked.
-func (p *Policy) Load() (*Snapshot, error) {
-	recs, skipped, err := p.Registry.List()
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range skipped {
-		name := strings.TrimSuffix(filepath.Base(s.Path), ".json")
-		recs = append(recs, registry.Record{registry.FieldHostname: name})
-	}
-	return NewSnapshot(recs), nil
-}
+// Load starts a snapshot of the registry for one call; Lookup reads it.
+func (p *Policy) Load() *Snapshot { return &Snapshot{reg: p.Registry} }
 
 // NewSnapshot indexes records by hostname and by recorded address and port.
 func NewSnapshot(recs []registry.Record) *Snapshot {
-	s := &Snapshot{byName: map[string][]string{}, byAddr: map[addrPort][]string{}}
+	s := &Snapshot{idx: newIndex(recs)}
+	s.once.Do(func() {})
+	return s
+}
+
+// full reads the whole registry, once. A registry file that does not parse
+// still names its agent by its file name (<hostname>.json), so a target of
+// that name is checked rather than waved through as unknown. A registry
+// directory that cannot be read is an error: the call cannot be checked.
+func (s *Snapshot) full() (*index, error) {
+	s.once.Do(func() {
+		recs, skipped, err := s.reg.List()
+		if err != nil {
+			s.err = err
+			return
+		}
+		for _, sk := range skipped {
+			name := strings.TrimSuffix(filepath.Base(sk.Path), ".json")
+			recs = append(recs, registry.Record{registry.FieldHostname: name})
+		}
+		s.idx = newIndex(recs)
+	})
+	return s.idx, s.err
+}
+
+func newIndex(recs []registry.Record) *index {
+	s := &index{byName: map[string][]string{}, byAddr: map[addrPort][]string{}}
 	for _, rec := range recs {
 		name := rec.Hostname()
 		if name == "" {
@@ -89,23 +114,39 @@ func NewSnapshot(recs []registry.Record) *Snapshot {
 // port must carry as its certificate's CN, or nil when the registry knows
 // neither the host (by hostname, any letter case) nor the address and port.
 // Several names come back only when several records share a name up to
-// case, or an address and port.
-func (s *Snapshot) Lookup(host, port string) []string {
-	if s == nil {
-		return nil
+// case, or an address and port. The error is a registry that cannot be
+// read.
+func (s *Snapshot) Lookup(host, port string) ([]string, error) {
+	if s.reg != nil && registry.ValidHostname(host) {
+		// The common case, a registered name as typed: its file alone.
+		_, err := s.reg.Get(host)
+		var pathErr *fs.PathError
+		switch {
+		case err == nil:
+			return []string{host}, nil
+		case errors.Is(err, registry.ErrNotFound):
+		case errors.As(err, &pathErr):
+			return nil, err // cannot be read: cannot be checked
+		default:
+			return []string{host}, nil // does not parse, but names its agent
+		}
 	}
-	if names := s.byName[strings.ToLower(host)]; names != nil {
-		return names
+	idx, err := s.full()
+	if err != nil {
+		return nil, err
+	}
+	if names := idx.byName[strings.ToLower(host)]; names != nil {
+		return names, nil
 	}
 	addr, ok := parseAddr(host)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	return s.byAddr[addrPort{addr, n}]
+	return idx.byAddr[addrPort{addr, n}], nil
 }
 
 // parseAddr reads an IP address, an IPv4-mapped IPv6 one as IPv4 and

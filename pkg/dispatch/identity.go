@@ -37,13 +37,13 @@ func (c *Client) resolveIdentities(targets []Target) error {
 	if !c.Identity.Checks() {
 		return nil
 	}
-	snap, err := c.Identity.Load()
-	if err != nil {
-		return err
-	}
+	snap := c.Identity.Load()
 	for i := range targets {
 		t := &targets[i]
-		t.Agents = snap.Lookup(t.Host, t.Port)
+		var err error
+		if t.Agents, err = snap.Lookup(t.Host, t.Port); err != nil {
+			return err
+		}
 		if t.Agents != nil {
 			continue
 		}
