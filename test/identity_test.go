@@ -69,10 +69,16 @@ func TestAgentIdentityRun(t *testing.T) {
 			t.Fatalf("%q: the script ran on the wrong agent", args)
 		}
 	}
+	var runs struct{ Results []map[string]any }
+	res := ctl.Run("ctrl-exec", "--json", "run", "127.0.0.1:"+port, "touch")
+	if err := json.Unmarshal([]byte(res.Stdout), &runs); err != nil || res.Code != 1 || len(runs.Results) != 1 ||
+		runs.Results[0]["error"] != mismatch || runs.Results[0]["status"] != "refused" || ran() {
+		t.Errorf("run --json: exit %d, ran %v: %s", res.Code, ran(), res.Stdout)
+	}
 	ctl.WaitLog(5*time.Second, "ACTION=identity-mismatch", "EXPECTED=localhost", "GOT=127.0.0.3", "TARGET=127.0.0.1:"+port)
 	ctl.WaitLog(5*time.Second, "ACTION=run", "ERROR=\""+mismatch+"\"")
 
-	res := ctl.Run("ctrl-exec", "--json", "ping", "127.0.0.1:"+port)
+	res = ctl.Run("ctrl-exec", "--json", "ping", "127.0.0.1:"+port)
 	var pings struct{ Results []map[string]any }
 	if err := json.Unmarshal([]byte(res.Stdout), &pings); err != nil || res.Code != 1 || len(pings.Results) != 1 || pings.Results[0]["error"] != mismatch {
 		t.Errorf("ping: exit %d %s", res.Code, res.Stdout)
@@ -99,6 +105,10 @@ func TestAgentIdentityRun(t *testing.T) {
 	want := "    ERROR: agent identity unknown: " + unknown + " is not in the agent registry (agent_identity = strict)\n"
 	if res.Code != 1 || !strings.Contains(res.Stdout, want) || ran() {
 		t.Errorf("strict, unknown target: exit %d, ran %v\n%s%s", res.Code, ran(), res.Stdout, res.Stderr)
+	}
+	res = ctl.Run("ctrl-exec", "--json", "run", unknown, "touch")
+	if err := json.Unmarshal([]byte(res.Stdout), &runs); err != nil || len(runs.Results) != 1 || runs.Results[0]["status"] != "refused" {
+		t.Errorf("strict, unknown target, --json: %s", res.Stdout)
 	}
 
 	// off: upstream's behaviour, whoever answers runs it.

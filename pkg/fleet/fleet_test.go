@@ -26,6 +26,8 @@ func TestClassify(t *testing.T) {
 		{`{"exit":-1,"error":"500 request cancelled"}`, StatusUnreachable},
 		{`{"exit":-1,"error":"no response from child"}`, StatusUnreachable},
 		{`{"exit":-1,"error":"500 Can't connect to h:7443 (agent identity mismatch: CN x)"}`, StatusRefused},
+		{`{"exit":-1,"error":"agent identity mismatch: expected web-01, got web-02"}`, StatusRefused},
+		{`{"exit":-1,"error":"agent identity unknown: 10.0.0.9:7443 is not in the agent registry (agent_identity = strict)"}`, StatusRefused},
 		{`{"exit":-1,"error":"forbidden: serial mismatch"}`, StatusRefused},
 		{`{"exit":-1,"error":"forbidden: 403 Error"}`, StatusRefused},
 		{`{"exit":-1,"error":"request too large"}`, StatusRefused},

@@ -46,7 +46,8 @@ const (
 //	  connection …", "500 request cancelled",
 //	  "no response from child", other "500 <text>"
 //	  made up by the control host                      unreachable
-//	"… agent identity mismatch …"                      refused
+//	"… agent identity mismatch …",
+//	  "agent identity unknown: …" (strict)            refused
 //	"forbidden: …" (403), "request too large" (413),
 //	  "404 …", "429 …", other "4xx …",
 //	  "script not permitted"                           refused
@@ -71,7 +72,7 @@ func Classify(o dispatch.Object) string {
 		return StatusLocked
 	case strings.HasPrefix(msg, "not authorised"), strings.HasPrefix(msg, deniedPrefix):
 		return StatusDenied
-	case strings.Contains(lower, "identity mismatch"):
+	case strings.Contains(lower, "identity mismatch"), strings.HasPrefix(msg, "agent identity unknown: "):
 		return StatusRefused
 	case strings.HasPrefix(msg, "read timeout after "), strings.HasPrefix(msg, "script timeout after "),
 		msg == "500 read timeout", strings.HasSuffix(msg, "(timeout)"):

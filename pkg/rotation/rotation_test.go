@@ -308,7 +308,7 @@ func TestRotationBroadcastChecksAgentIdentity(t *testing.T) {
 	old := c.serial(t)
 	other := c.addAgent(t, "web-01", registry.StatusCurrent, old, old, false)
 	named := c.addAgent(t, "fake-agent", registry.StatusCurrent, old, old, false)
-	if _, err := c.r.Rotate(context.Background()); err != nil {
+	if _, err := c.r.Rotate(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
 	report, err := c.r.Broadcast(context.Background())
