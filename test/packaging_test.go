@@ -493,7 +493,8 @@ func TestPackagingExamplesDocumentEveryKey(t *testing.T) {
 			"cert", "key", "ca", "auth_hook", "api_auth_default", "read_timeout", "timeout",
 			"api_port", "api_bind", "api_cert", "api_key", "cert_days", "cert_renewal_days",
 			"cert_overlap_days", "cert_check_interval", "pairing_max_queue", "ca_dir",
-			"rotation_file", "registry_dir", "port", "api_max_inflight", "api_rotation_loop", "session_cache"}},
+			"rotation_file", "registry_dir", "port", "api_max_inflight", "api_rotation_loop", "session_cache",
+			"agent_identity", "log_format", "state_backend", "etcd_endpoints", "etcd_prefix", "etcd_cert", "etcd_key", "etcd_ca"}},
 		{"packaging/examples/agent.conf.example", "man/ctrl-exec-agent.conf.5", []string{
 			"port", "cert", "key", "ca", "script_dirs", "allowed_ips", "rate_limit_disable",
 			"rate_limit_volume", "rate_limit_probe", "auth_hook", "revoked_serials",
