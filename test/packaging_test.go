@@ -498,7 +498,7 @@ func TestPackagingExamplesDocumentEveryKey(t *testing.T) {
 		{"packaging/examples/agent.conf.example", "man/ctrl-exec-agent.conf.5", []string{
 			"port", "cert", "key", "ca", "script_dirs", "allowed_ips", "rate_limit_disable",
 			"rate_limit_volume", "rate_limit_probe", "auth_hook", "revoked_serials",
-			"dispatcher_serial_path", "stdin_timeout", "max_output", "pairing_port", "dispatcher_cn", "[tags]"}},
+			"dispatcher_serial_path", "stdin_timeout", "max_output", "pairing_port", "dispatcher_cn", "log_format", "[timeouts]", "[tags]"}},
 	}
 	for _, d := range docs {
 		example, page := read(d.example), read(d.page)
