@@ -17,6 +17,7 @@ import (
 // SIGTERM sent the instant the listening line appears still stops the API
 // cleanly: the handler is in place before the line is printed.
 func TestAPIStopRightAfterListening(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true})
 	conf := c.root.Path("/etc/ctrl-exec/ctrl-exec.conf")
 	for i := range 20 {
@@ -51,6 +52,7 @@ func TestAPIStopRightAfterListening(t *testing.T) {
 // A failed TLS handshake on the API is logged as tls-failure, as on the
 // agent; a connection closed without a byte (a port check) is not.
 func TestAPITLSFailureIsLogged(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true})
 	conf := c.root.Path("/etc/ctrl-exec/ctrl-exec.conf")
 	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)

@@ -27,6 +27,7 @@ func apiJSON(v any) string {
 }
 
 func TestAPIEndpoints(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()
 	a := c.startAgent("localhost") // named as registered: the agent identity check holds
 	c.register("localhost", "127.0.0.1", a.port)
@@ -153,6 +154,7 @@ func TestAPIEndpoints(t *testing.T) {
 }
 
 func TestAPIAuthHook(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{hook: true}).start()
 	a := c.startAgent("agent-a")
 	run := `{"hosts":["` + a.target() + `"],"script":"true","username":"alice","token":"%s"}`
@@ -224,6 +226,7 @@ func TestAPIAuthHook(t *testing.T) {
 }
 
 func TestAPIAuthDefault(t *testing.T) {
+	t.Parallel()
 	deny := newAPIControl(t, apiOptions{}).start()
 	deny.call("GET", "/health", "").want(t, 403, "no auth hook configured")
 	r := deny.call("GET", "/status/abc", "").want(t, 403, "no auth hook configured")
@@ -238,6 +241,7 @@ func TestAPIAuthDefault(t *testing.T) {
 }
 
 func TestAPIBadRequests(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()
 	many := make([]string, 501)
 	for i := range many {
@@ -304,6 +308,7 @@ func TestAPIBadRequests(t *testing.T) {
 }
 
 func TestAPINotFound(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()
 	for _, tc := range []struct{ method, path, detail string }{
 		{"GET", "/nope", "no route for GET /nope"},
@@ -320,6 +325,7 @@ func TestAPINotFound(t *testing.T) {
 }
 
 func TestAPIRunLock(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()
 	a := c.startAgent("agent-a")
 	started, release := apiScratch(t, "started"), apiScratch(t, "release")
@@ -352,6 +358,7 @@ func TestAPIRunLock(t *testing.T) {
 }
 
 func TestAPIStatusExpires(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()
 	a := c.startAgent("agent-a")
 	r := c.call("POST", "/run", `{"hosts":["`+a.target()+`"],"script":"true"}`).want(t, 200, "")
@@ -374,6 +381,7 @@ func TestAPIStatusExpires(t *testing.T) {
 }
 
 func TestAPIDiscoveryAndLiveSpec(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()
 
 	// Empty registry: no hosts, no agent contacted, hosts enum null.
@@ -437,6 +445,7 @@ func TestAPIDiscoveryAndLiveSpec(t *testing.T) {
 // 100 clients at once, while a few slow ones dribble half a request or say
 // nothing: every fast client gets its full answer.
 func TestAPIConcurrentClients(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()
 	scripts := make([]string, 100)
 	for i := range scripts {
@@ -503,6 +512,7 @@ func apiIsTimeout(err error) bool {
 }
 
 func TestAPIBusy(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true, extraConf: []string{"api_max_inflight = 1"}}).start()
 	a := c.startAgent("agent-a")
 	started, release := apiScratch(t, "started"), apiScratch(t, "release")
@@ -524,6 +534,7 @@ func TestAPIBusy(t *testing.T) {
 }
 
 func TestAPIGracefulStop(t *testing.T) {
+	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()
 	a := c.startAgent("agent-a")
 	started, release := apiScratch(t, "started"), apiScratch(t, "release")
@@ -566,6 +577,7 @@ func TestAPIGracefulStop(t *testing.T) {
 }
 
 func TestAPIStartup(t *testing.T) {
+	t.Parallel()
 	t.Run("TLS", func(t *testing.T) {
 		c := newAPIControl(t, apiOptions{allow: true})
 		// Any certificate will do for the API; reuse the ctrl-exec one.

@@ -71,6 +71,7 @@ func (r *Root) Env() []string {
 		"CTRL_EXEC_ROOT=" + r.Dir,
 		"CTRL_EXEC_LOG=" + r.LogFile,
 		"CTRL_EXEC_TEST_KEY_BITS=1024",
+		raceEnv,
 	}
 	if r.Hostname != "" {
 		env = append(env, "CTRL_EXEC_HOSTNAME="+r.Hostname)

@@ -3,10 +3,14 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -19,7 +23,24 @@ var roleNames = []string{
 	"ctrl-exec-agent", "cea", "ctrl-exec-api", "update-ctrl-exec-serial",
 }
 
+// raceEnv is the race runtime's setting for every command the tests run:
+// a race-built process otherwise sleeps 1 s at exit (atexit_sleep_ms) so
+// other threads can finish a report, and the suite runs hundreds of them.
+// A race is still reported, and fails the command with exit 66.
+var raceEnv = "GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")
+
+// e2eParallel is how many tests of this package run at once unless
+// -test.parallel is given: they wait on processes and sockets far more than
+// they compute, so more of them than there are CPUs keeps the CPUs busy.
+const e2eParallel = 8
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", strconv.Itoa(max(e2eParallel, runtime.GOMAXPROCS(0))))
+	}
 	dir, err := os.MkdirTemp("", "ctrl-exec-e2e-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

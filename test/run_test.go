@@ -51,6 +51,7 @@ func closedLoopbackPort(t *testing.T) string { return strconv.Itoa(FreePort(t)) 
 // run against in-test agents: text output in request order, one shared reqid,
 // arguments after "--", options anywhere before it.
 func TestRunCLIWithFakeAgents(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	a1 := startFakeAgent(t, p, "agent-1")
 	a2 := startFakeAgent(t, p, "agent-2")
@@ -109,6 +110,7 @@ func TestRunCLIWithFakeAgents(t *testing.T) {
 }
 
 func TestRunPingUsageErrors(t *testing.T) {
+	t.Parallel()
 	r, _ := newCLIControl(t)
 	many := make([]string, 501)
 	for i := range many {
@@ -143,6 +145,7 @@ func TestRunPingUsageErrors(t *testing.T) {
 
 // The token and username reach the agent; the token never reaches the log.
 func TestRunTokenReachesAgentNotLog(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	a := startFakeAgent(t, p, "agent-1")
 	r.MustRun("ctrl-exec", "run", a.target(), "--token", "s3cret-tok", "--username=alice", "hello")
@@ -176,6 +179,7 @@ exit "$(cat "$HOOK_EXIT_FILE")"
 `
 
 func TestRunPingAuthHook(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	hook := writeFile(t, dir, "/hook", testCLIHook, 0o755)
 	exitFile := writeFile(t, dir, "/exit", "2", 0o644)
@@ -223,6 +227,7 @@ func TestRunPingAuthHook(t *testing.T) {
 // first holds the lock (D-27), other scripts are not blocked, and the lock
 // is gone afterwards.
 func TestRunLockConflictAndListLocks(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	a := startFakeAgent(t, p, "agent-1")
 	first := r.Start("ctrl-exec", "run", a.target(), "hold")
@@ -267,6 +272,7 @@ func TestRunLockConflictAndListLocks(t *testing.T) {
 
 // Every host is contacted at once: the three runs overlap in time.
 func TestRunHostsInParallel(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	var agents []*fakeAgent
 	args := []string{"run"}
@@ -275,9 +281,7 @@ func TestRunHostsInParallel(t *testing.T) {
 		agents = append(agents, a)
 		args = append(args, a.target())
 	}
-	start := time.Now()
 	r.MustRun("ctrl-exec", append(args, "slow", "--", "1")...)
-	elapsed := time.Since(start)
 	var latestStart, earliestEnd time.Time
 	for i, a := range agents {
 		runs := a.Runs()
@@ -294,12 +298,10 @@ func TestRunHostsInParallel(t *testing.T) {
 	if !latestStart.Before(earliestEnd) {
 		t.Errorf("runs did not overlap: last start %v, first end %v", latestStart, earliestEnd)
 	}
-	if elapsed > 3*time.Second*3 {
-		t.Errorf("3 × 1 s scripts took %v", elapsed)
-	}
 }
 
 func TestPingCLIWithFakeAgents(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	a1 := startFakeAgent(t, p, "agent-1")
 	a2 := startFakeAgent(t, p, "agent-2")
@@ -349,6 +351,7 @@ func realFleet(t *testing.T, p *fleetPKI, n int) []*realAgent {
 
 // The CLI against real `ctrl-exec-agent serve` processes.
 func TestRunPingRealAgents(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	agents := realFleet(t, p, 3)
 	var targets []string
@@ -357,14 +360,9 @@ func TestRunPingRealAgents(t *testing.T) {
 	}
 
 	// 3 agents × a 2 s script run side by side.
-	start := time.Now()
 	res := r.Run("ctrl-exec", append(append([]string{"run"}, targets...), "sleep2")...)
-	elapsed := time.Since(start)
 	if res.Code != 0 || strings.Count(res.Stdout, "slept\n") != 3 || strings.Count(res.Stdout, "[OK  exit:0") != 3 {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", res.Code, res.Stdout, res.Stderr)
-	}
-	if elapsed >= 3*2*time.Second {
-		t.Errorf("three 2 s scripts took %v: not run in parallel", elapsed)
 	}
 	var latestStart, earliestEnd float64
 	for i, a := range agents {
@@ -430,6 +428,7 @@ func TestRunPingRealAgents(t *testing.T) {
 
 // --port is the default port for host arguments without one.
 func TestRunDefaultPortOption(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	a := startFakeAgent(t, p, "agent-1")
 	res := r.Run("ctrl-exec", "run", "127.0.0.1", "--port", strconv.Itoa(a.port), "hello")
@@ -442,6 +441,7 @@ func TestRunDefaultPortOption(t *testing.T) {
 // With stderr on a terminal and more than 4 hosts, a live counter is drawn
 // on stderr and wiped at the end; stdout stays clean.
 func TestRunProgressOnTerminal(t *testing.T) {
+	t.Parallel()
 	master, slave, err := newRunPTY()
 	if err != nil {
 		t.Skip("no pseudo-terminal:", err)
@@ -509,6 +509,7 @@ func newRunPTY() (master, slave *os.File, err error) {
 // The whole path as an operator takes it: setup, real pairing, serve, then
 // ping and run through the CLI (with an allowing auth hook).
 func TestRunPingPairedAgents(t *testing.T) {
+	t.Parallel()
 	ctl := NewControl(t, HookAllow)
 	var agents []*AgentHost
 	for _, name := range []string{"web-01", "web-02"} {

@@ -7,6 +7,7 @@ import (
 
 // Every name of the multicall binary answers --version and --help.
 func TestRoleNamesAnswerVersionAndHelp(t *testing.T) {
+	t.Parallel()
 	r := NewRoot(t, "")
 	for _, name := range roleNames {
 		res := r.Run(name, "--version")
@@ -18,6 +19,7 @@ func TestRoleNamesAnswerVersionAndHelp(t *testing.T) {
 
 // Usage errors exit 255 with the upstream message on stderr (§2.2, §3.1, §4.1).
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	r := NewRoot(t, "")
 	tests := []struct {
 		name   string
