@@ -32,7 +32,6 @@ type control struct {
 	reg *registry.Registry
 	log *syncBuffer
 	r   *Rotator
-	now time.Time // the injected clock reads this plus real time since
 }
 
 func newControl(t *testing.T) *control {
