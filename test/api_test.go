@@ -511,28 +511,6 @@ func apiIsTimeout(err error) bool {
 	return ok && ne.Timeout()
 }
 
-func TestAPIBusy(t *testing.T) {
-	t.Parallel()
-	c := newAPIControl(t, apiOptions{allow: true, extraConf: []string{"api_max_inflight = 1"}}).start()
-	a := c.startAgent("agent-a")
-	started, release := apiScratch(t, "started"), apiScratch(t, "release")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if _, err := c.do("POST", "/run", `{"hosts":["`+a.target()+`"],"script":"hold","args":["`+started+`","`+release+`"]}`); err != nil {
-			t.Error(err)
-		}
-	}()
-	apiWaitFile(t, started, 20*time.Second)
-	if r := c.call("POST", "/ping", `{"hosts":["`+a.target()+`"]}`).want(t, 503, ""); r.JSON["error"] != "busy" {
-		t.Errorf("full: %s", r.Body)
-	}
-	c.call("GET", "/health", "").want(t, 200, "") // not an agent operation
-	os.WriteFile(release, nil, 0o644)
-	<-done
-	c.call("POST", "/ping", `{"hosts":["`+a.target()+`"]}`).want(t, 200, "")
-}
-
 func TestAPIGracefulStop(t *testing.T) {
 	t.Parallel()
 	c := newAPIControl(t, apiOptions{allow: true}).start()

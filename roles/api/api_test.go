@@ -218,14 +218,34 @@ func startServer(t *testing.T, f fleet, conf *config.Control) (srv *Server, url 
 // startServerLimits is startServer with connection limits.
 func startServerLimits(t *testing.T, f fleet, conf *config.Control, limits connLimits) (srv *Server, url string, stop func()) {
 	t.Helper()
+	return startServerDeps(t, serverDeps{conf: conf, fleet: f, limits: limits})
+}
+
+// startServerDeps serves with d, whose unset conf, paths, log, now and
+// version fields get test values.
+func startServerDeps(t *testing.T, d serverDeps) (srv *Server, url string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.APIAuthDefault == "" {
-		conf.APIAuthDefault = "allow"
+	if d.conf == nil {
+		d.conf = &config.Control{}
 	}
-	srv = newServer(serverDeps{conf: conf, paths: paths.Paths{Root: t.TempDir()}, log: zerolog.Nop(), now: time.Now, fleet: f, version: "test", commit: "abc", goVer: "go1", limits: limits})
+	if d.conf.APIAuthDefault == "" {
+		d.conf.APIAuthDefault = "allow"
+	}
+	if d.paths.Root == "" {
+		d.paths = paths.Paths{Root: t.TempDir()}
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.version == "" {
+		d.version, d.commit, d.goVer = "test", "abc", "go1"
+	}
+	d.log = zerolog.Nop()
+	srv = newServer(d)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
@@ -283,7 +303,7 @@ func TestAPIDiscoveryBatchesLargeRegistry(t *testing.T) {
 // Stopping waits for a request in progress and answers it.
 func TestAPIServeDrainsOnStop(t *testing.T) {
 	f := &fakeFleet{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
-	url, stop := startTestServer(t, f, &config.Control{})
+	srv, url, stop := startServer(t, f, &config.Control{})
 	answered := make(chan int, 1)
 	go func() {
 		resp, err := http.Post(url+"/ping", "application/json", strings.NewReader(`{"hosts":["a"]}`))
@@ -303,7 +323,11 @@ func TestAPIServeDrainsOnStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	time.Sleep(50 * time.Millisecond) // let the server accept it
+	for deadline := time.Now().Add(10 * time.Second); srv.pool.Reading() != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never accepted the silent client")
+		}
+	}
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
 	select {
@@ -334,5 +358,49 @@ func TestAPISilentClientDoesNotBlock(t *testing.T) {
 	}
 	if code, body := get(t, url+"/health"); code != 200 || body != `{"ok":true,"version":"test","commit":"abc","go":"go1"}` {
 		t.Errorf("%d %s", code, body)
+	}
+}
+
+// With every api_max_inflight slot taken, an agent operation waits slotWait
+// for one, then is answered 503 busy; what contacts no agent is served, and
+// a freed slot serves again.
+func TestAPIBusy(t *testing.T) {
+	f := &fakeFleet{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	_, url, _ := startServerDeps(t, serverDeps{conf: &config.Control{APIMaxInflight: 1}, fleet: f, slotWait: 20 * time.Millisecond})
+	post := func() (int, string) {
+		resp, err := http.Post(url+"/ping", "application/json", strings.NewReader(`{"hosts":["a"]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	held := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(url+"/ping", "application/json", strings.NewReader(`{"hosts":["a"]}`))
+		if err != nil {
+			t.Error(err)
+			held <- 0
+			return
+		}
+		resp.Body.Close()
+		held <- resp.StatusCode
+	}()
+	<-f.entered // the one slot is taken
+
+	code, body := post()
+	if want := `{"ok":false,"error":"busy","detail":"all 1 api_max_inflight slots are taken; retry later"}`; code != 503 || body != want {
+		t.Errorf("full: %d %s, want 503 %s", code, body, want)
+	}
+	if code, body := get(t, url+"/health"); code != 200 {
+		t.Errorf("/health while full: %d %s", code, body)
+	}
+	close(f.gate)
+	if code := <-held; code != 200 {
+		t.Errorf("the held ping: %d", code)
+	}
+	if code, body := post(); code != 200 {
+		t.Errorf("after the slot came free: %d %s", code, body)
 	}
 }

@@ -25,7 +25,7 @@ import (
 const (
 	writeTimeout = 30 * time.Second // the whole response
 	drainTimeout = 30 * time.Second // in-flight requests at shutdown
-	slotWait     = 5 * time.Second  // waiting for an api_max_inflight slot before 503
+	slotWait     = 5 * time.Second  // waiting for an api_max_inflight slot before 503 (serverDeps.slotWait: 0)
 	connsPerSlot = 4                // connections served at once per api_max_inflight slot
 )
 
@@ -61,6 +61,8 @@ type serverDeps struct {
 	goVer   string
 	limits  connLimits     // zero fields: defaultConnLimits
 	state   *state.Backend // nil: the files
+
+	slotWait time.Duration // 0: the slotWait constant
 }
 
 // Server answers API requests, one per connection, each on its own
@@ -98,6 +100,9 @@ func newServer(d serverDeps) *Server {
 	pool.ShedAfter = d.limits.ShedAfter
 	if d.state == nil {
 		d.state = state.Files(d.paths, d.now)
+	}
+	if d.slotWait <= 0 {
+		d.slotWait = slotWait
 	}
 	return &Server{
 		serverDeps: d,
@@ -228,7 +233,7 @@ func phrase(code int) string {
 // returned release must be called once the operation is over; ok is false
 // when no slot came free in time.
 func (s *Server) acquireSlot(ctx context.Context) (release func(), ok bool) {
-	t := time.NewTimer(slotWait)
+	t := time.NewTimer(s.slotWait)
 	defer t.Stop()
 	select {
 	case s.slots <- struct{}{}:
