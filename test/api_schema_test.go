@@ -131,6 +131,12 @@ func (d *openAPIDoc) checkResponse(method, path string, status int, body []byte)
 	if err != nil {
 		return []string{err.Error()}
 	}
+	return d.checkAgainst(ptr, body)
+}
+
+// checkAgainst validates one JSON document against the schema at a "#/..."
+// pointer of the document and returns the violations (none: nil).
+func (d *openAPIDoc) checkAgainst(ptr string, body []byte) []string {
 	schema, err := d.schemaAt(ptr)
 	if err != nil {
 		return []string{err.Error()}

@@ -521,23 +521,6 @@ func TestFleetStatusesCLIAndAPI(t *testing.T) {
 	}
 }
 
-// checkAgainst validates one JSON document against the schema at ptr.
-func (d *openAPIDoc) checkAgainst(ptr string, body []byte) []string {
-	var v any
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return []string{err.Error()}
-	}
-	schema, err := d.resolve(ptr)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	var errs []string
-	d.validate(schema, v, "$", &errs)
-	return errs
-}
-
 // Tags follow every successful ping, with no discover: an agent's [tags]
 // changed and reloaded (SIGHUP) are what the next `run --tag` selects by
 // after one ping; the ping output never carries them. An agent with an

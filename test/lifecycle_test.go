@@ -74,7 +74,14 @@ func serve(t *testing.T, a *AgentHost) *Proc {
 	t.Helper()
 	p := a.Start("ctrl-exec-agent", "serve")
 	// Its own start line: something else on the port would also listen.
-	a.WaitLog(30*time.Second, "ACTION=start", "PORT="+itoa(a.Port))
+	deadline := time.Now().Add(30 * time.Second)
+	for !a.HasLog("ACTION=start", "PORT="+itoa(a.Port)) {
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("agent %s did not start on port %d (exited: %v)\nstderr: %s\nlog:\n%s",
+				a.Hostname, a.Port, p.Exited(), p.Stderr(), strings.Join(a.LogLines(), "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return p
 }
 

@@ -878,26 +878,26 @@ func TestPairingModeInteractive(t *testing.T) {
 	agent.WaitLog(30*time.Second, "ACTION=pair-complete")
 
 	// Two at once: the numbered list, then d2 / a1.
-	b, c := NewAgent(t, "tty-02"), NewAgent(t, "tty-03")
-	for _, ag := range []*AgentHost{b, c} {
+	byName := map[string]*AgentHost{"tty-02": NewAgent(t, "tty-02"), "tty-03": NewAgent(t, "tty-03")}
+	for _, ag := range byName {
 		ag.MustRun("ctrl-exec-agent", "request-pairing", "--dispatcher", "127.0.0.1", "--port", itoa(port), "--background", "--timeout", "60")
-		time.Sleep(1100 * time.Millisecond) // distinct "received" seconds keep the order fixed
 	}
-	reqs := waitRequests(t, ctl, 2)
+	reqs := waitRequests(t, ctl, 2) // in the queue's order: received time, then ID
+	first, second := byName[reqs[0].Hostname], byName[reqs[1].Hostname]
 	type_("list")
 	seen(fmt.Sprintf("\n2 pending pairing requests:\n"+
 		"  [1] %-30s  %-16s  code: %s  %s\n"+
 		"  [2] %-30s  %-16s  code: %s  %s\n"+
 		"Command (a1/d1/a2/d2/list/quit): ",
-		"tty-02", "127.0.0.1", reqs[0].Code, reqs[0].Received, "tty-03", "127.0.0.1", reqs[1].Code, reqs[1].Received))
+		reqs[0].Hostname, "127.0.0.1", reqs[0].Code, reqs[0].Received, reqs[1].Hostname, "127.0.0.1", reqs[1].Code, reqs[1].Received))
 	type_("d")
 	seen("Multiple requests pending - use d1, d2, etc.\n")
 	type_("d2")
 	seen(fmt.Sprintf("Denied request '%s'.\nWaiting for next request... (Ctrl-C to exit pairing mode)\n", reqs[1].ID))
-	c.WaitLog(30*time.Second, "ACTION=pair-denied", "REQID="+reqs[1].ID)
+	second.WaitLog(30*time.Second, "ACTION=pair-denied", "REQID="+reqs[1].ID)
 	type_("a1")
-	seen(fmt.Sprintf("Approved 'tty-02' (%s).", reqs[0].ID))
-	b.WaitLog(30*time.Second, "ACTION=pair-complete")
+	seen(fmt.Sprintf("Approved '%s' (%s).", reqs[0].Hostname, reqs[0].ID))
+	first.WaitLog(30*time.Second, "ACTION=pair-complete")
 
 	type_("quit")
 	if code, ok := pm.Wait(10 * time.Second); !ok || code != 0 {
