@@ -23,12 +23,12 @@ func manyKeys(n int) []byte {
 	return b.Bytes()
 }
 
-// A body of 100 000 keys (the API parses request bodies before
-// authorisation) decodes with one index lookup per key: each key is in the
+// A body of many keys (the API parses request bodies before
+// authorisation, and 1 MiB holds some 100 000) decodes with one index lookup per key: each key is in the
 // index at its own position, so no lookup scans the members. Upstream's
 // semantics hold: first position, last value.
 func TestParseObjectManyKeys(t *testing.T) {
-	const n = 100_000
+	const n = 10_000 // the index check holds for any n; 100 000 took seconds under -race
 	o, err := ParseObject(manyKeys(n))
 	if err != nil {
 		t.Fatal(err)

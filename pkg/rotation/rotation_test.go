@@ -346,6 +346,7 @@ func TestRotationBroadcastBatchesOver500(t *testing.T) {
 		t.Skip("501 handshakes")
 	}
 	c := newControl(t)
+	c.r.Client.Timeout = 60 * time.Second // 500 handshakes at once with one agent, under -race on a busy machine
 	old := c.serial(t)
 	a := c.addAgent(t, "host-000", registry.StatusCurrent, old, old, false)
 	for i := 1; i <= 500; i++ {
