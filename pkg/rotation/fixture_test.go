@@ -151,7 +151,7 @@ func (a *fakeAgent) start(t *testing.T, conf *tls.Config) {
 			go func() {
 				defer a.wg.Done()
 				defer raw.Close()
-				raw.SetDeadline(time.Now().Add(10 * time.Second))
+				raw.SetDeadline(time.Now().Add(60 * time.Second)) // generous: hundreds of handshakes at once under -race
 				a.serve(t, tls.Server(raw, conf))
 			}()
 		}

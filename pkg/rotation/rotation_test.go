@@ -368,13 +368,16 @@ func TestRotationBroadcastBatchesOver500(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok := 0
+	errs := map[string]int{}
 	for _, r := range report {
 		if r.OK {
 			ok++
+		} else {
+			errs[r.Error]++
 		}
 	}
 	if len(report) != 501 || ok != 501 {
-		t.Fatalf("%d reports, %d ok", len(report), ok)
+		t.Fatalf("%d reports, %d ok; errors: %v", len(report), ok, errs)
 	}
 	if a.storedSerial() != newSerial {
 		t.Errorf("stored %s", a.storedSerial())
