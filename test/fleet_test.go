@@ -341,12 +341,7 @@ func launchRealAgent(tb testing.TB, p *fleetPKI, name string) *realAgent {
 		fmt.Fprintf(&allow, "%s = %s\n", script, path)
 	}
 	writeFile(tb, dir, "/etc/ctrl-exec-agent/scripts.conf", allow.String(), 0o640)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := FreePort(tb)
 	conf := writeFile(tb, dir, "/etc/ctrl-exec-agent/agent.conf", strings.Join([]string{
 		"port = " + strconv.Itoa(port),
 		"cert = " + ids.cert,

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -262,15 +263,61 @@ func containsAll(s string, parts []string) bool {
 	return true
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a TCP port for a process under test to listen on, free
+// on every address a moment ago and handed out once per test process.
+//
+// It comes from below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), which the kernel never hands out for a
+// listener on port 0 or an outgoing connection: however many connections
+// the parallel tests make, none takes the port before the process under
+// test binds it. The walk starts at a random port so that two test
+// processes on one machine seldom meet.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.span == 0 {
+		ports.lo, ports.span = portRange()
+		ports.next = rand.IntN(max(ports.span, 1))
+	}
+	for range ports.span {
+		p := ports.lo + ports.next%ports.span
+		ports.next++
+		if l, err := net.Listen("tcp", ":"+itoa(p)); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	// No range below the ephemeral one: let the kernel pick.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+var ports struct {
+	sync.Mutex
+	lo, span, next int
+}
+
+// portRange is [lo, lo+span): the ports from 20000 up to the first
+// ephemeral one (32768 by default); span 0 when there are too few.
+func portRange() (lo, span int) {
+	const floor = 20000
+	first := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				first = n
+			}
+		}
+	}
+	if first-floor < 1000 {
+		return 0, 0
+	}
+	return floor, first - floor
 }
 
 // WaitListening waits until something accepts TCP connections on 127.0.0.1:port.

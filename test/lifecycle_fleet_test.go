@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/rsa"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -58,19 +57,9 @@ func newRotationFleet(tb testing.TB, n, bits int, name func(int) string) *rotati
 	}
 	reg := registry.New(ctl.Path("/var/lib/ctrl-exec/agents"))
 
-	// Distinct ports: all held open at once while they are picked.
-	ports := make([]int, n)
-	var held []net.Listener
+	ports := make([]int, n) // distinct: FreePort hands each out once
 	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		held = append(held, ln)
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	for _, ln := range held {
-		ln.Close()
+		ports[i] = FreePort(tb)
 	}
 
 	f := &rotationFleet{ctl: ctl}

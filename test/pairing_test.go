@@ -95,9 +95,11 @@ func TestPairingApproved(t *testing.T) {
 	ctl := NewControl(t, NoHook)
 	agent := NewAgent(t, "web-01")
 	pm, port := StartPairingMode(t, ctl)
-	if want := fmt.Sprintf("Pairing mode active on port %d. Ctrl-C to stop.\nUse 'ctrl-exec list-requests' to see pending requests.\n"+
-		"CA fingerprint: %s (agents pin it with request-pairing --ca-fingerprint)\n", port, caFingerprint(t, ctl)); pm.Stdout() != want {
-		t.Errorf("non-interactive banner %q, want %q", pm.Stdout(), want)
+	banner := fmt.Sprintf("Pairing mode active on port %d. Ctrl-C to stop.\nUse 'ctrl-exec list-requests' to see pending requests.\n"+
+		"CA fingerprint: %s (agents pin it with request-pairing --ca-fingerprint)\n", port, caFingerprint(t, ctl))
+	pm.WaitOutput(t, banner, 30*time.Second) // the later lines may follow the listening socket
+	if pm.Stdout() != banner {
+		t.Errorf("non-interactive banner %q, want %q", pm.Stdout(), banner)
 	}
 	ctl.WaitLog(5*time.Second, "ACTION=pairing-mode-start PORT="+itoa(port))
 

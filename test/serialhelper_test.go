@@ -14,9 +14,11 @@ func TestUpdateSerialHelper(t *testing.T) {
 	r := NewRoot(t, "")
 	serialFile := r.Path("/etc/ctrl-exec-agent/ctrl-exec-serial")
 
-	// A stand-in agent: records each SIGHUP it receives.
-	hups := r.Path("/hups")
-	agent := r.Start("sh", "-c", `trap 'echo hup >> `+hups+`' HUP; while :; do sleep 0.05; done`)
+	// A stand-in agent: records each SIGHUP it receives, once its trap is
+	// set (before that a SIGHUP would end it).
+	hups, ready := r.Path("/hups"), r.Path("/ready")
+	agent := r.Start("sh", "-c", `trap 'echo hup >> `+hups+`' HUP; : > `+ready+`; while :; do sleep 0.05; done`)
+	apiWaitFile(t, ready, 30*time.Second)
 	r.WriteFile("/run/ctrl-exec-agent.pid", strconv.Itoa(agent.Cmd.Process.Pid)+"\n", 0644)
 
 	tests := []struct {
@@ -53,7 +55,7 @@ func TestUpdateSerialHelper(t *testing.T) {
 		}
 		if tt.code == 0 {
 			// Signals do not queue: see each one arrive before sending the next.
-			deadline := time.Now().Add(5 * time.Second)
+			deadline := time.Now().Add(20 * time.Second)
 			for hupCount() == before && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
