@@ -5,6 +5,9 @@ package e2e
 import (
 	"flag"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,4 +72,52 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
+}
+
+// Every test here calls t.Parallel() first thing (after a skip): a serial
+// test runs alone before all the others, and its whole duration is added
+// to the suite's.
+func TestEveryTestIsParallel(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv != nil || !strings.HasPrefix(fn.Name.Name, "Test") || fn.Name.Name == "TestMain" {
+				continue
+			}
+			if !callsParallel(fn.Body.List) {
+				t.Errorf("%s: %s does not call t.Parallel() before its work", fset.Position(fn.Pos()), fn.Name.Name)
+			}
+		}
+	}
+}
+
+// callsParallel reports whether t.Parallel() is among the first statements,
+// after any if-blocks (skips).
+func callsParallel(stmts []ast.Stmt) bool {
+	for _, s := range stmts {
+		if _, skip := s.(*ast.IfStmt); skip {
+			continue
+		}
+		call, ok := s.(*ast.ExprStmt)
+		if !ok {
+			return false
+		}
+		sel, ok := call.X.(*ast.CallExpr)
+		if !ok {
+			return false
+		}
+		fn, ok := sel.Fun.(*ast.SelectorExpr)
+		return ok && fn.Sel.Name == "Parallel"
+	}
+	return false
 }
