@@ -121,6 +121,7 @@ func ranScript(a *realAgent, script string) bool {
 // and a selection that matches nothing (exit 1, nothing run). Tags come
 // from `discover`, which stores them in the registry.
 func TestFleetTagTargeting(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	web := startOpsAgent(t, p, "web-1", opsAgentConf{tags: map[string]string{"role": "web", "env": "prod"}})
 	dbp := startOpsAgent(t, p, "db-1", opsAgentConf{tags: map[string]string{"role": "db-primary", "env": "prod"}})
@@ -181,6 +182,7 @@ func TestFleetTagTargeting(t *testing.T) {
 // until the test creates the release file), then the slow line and the
 // summary follow.
 func TestFleetNDJSONStreamsAsHostsFinish(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	slow := startOpsAgent(t, p, "slow", opsAgentConf{})
 	fast1 := startOpsAgent(t, p, "fast-1", opsAgentConf{})
@@ -251,6 +253,7 @@ func TestFleetNDJSONStreamsAsHostsFinish(t *testing.T) {
 // contacted. --max-concurrency 2: the agents never see more than two runs
 // at once.
 func TestFleetGuardrails(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	var agents []*realAgent
 	var hosts []string
@@ -299,6 +302,7 @@ func TestFleetGuardrails(t *testing.T) {
 // --dry-run runs nothing: the script would have created a file. A held
 // host:script lock and an auth hook denial show as statuses, exit 1.
 func TestFleetDryRun(t *testing.T) {
+	t.Parallel()
 	hook := filepath.Join(t.TempDir(), "hook")
 	os.WriteFile(hook, []byte("#!/bin/sh\n[ \"$ENVEXEC_USERNAME\" = mallory ] && exit 3\nexit 0\n"), 0o755)
 	r, p := newCLIControl(t, "auth_hook = "+hook)
@@ -351,6 +355,7 @@ func holdLock(t *testing.T, r *Root, host, script string) func() {
 // A script past its agent.conf [timeouts] limit is killed with its whole
 // process group and reported as status timeout.
 func TestFleetScriptTimeout(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	a := startOpsAgent(t, p, "agent-1", opsAgentConf{})
 	pidFile := filepath.Join(t.TempDir(), "pid")
@@ -391,6 +396,7 @@ func alive(pid int) bool {
 // OpenAPI document. Reruns of a saved run take exactly the hosts with the
 // statuses asked for, from the CLI and from the API.
 func TestFleetStatusesCLIAndAPI(t *testing.T) {
+	t.Parallel()
 	apiPort := FreePort(t)
 	r, p := newCLIControl(t, "api_bind = 127.0.0.1", "api_port = "+itoa(apiPort), "api_auth_default = allow", "read_timeout = 20")
 	a := startOpsAgent(t, p, "agent-a", opsAgentConf{})

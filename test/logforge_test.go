@@ -10,6 +10,7 @@ import (
 // Each role logs a client-chosen value: the CLI its --username, the API the
 // body's username, the agent the request's reqid.
 func TestLogValuesCannotForgeLines(t *testing.T) {
+	t.Parallel()
 	const forged = "ACTION=forged USER=root"
 	noForgedLine := func(t *testing.T, r *Root) {
 		t.Helper()
