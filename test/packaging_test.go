@@ -39,7 +39,7 @@ func installSh(t *testing.T, env []string, args ...string) (string, int) {
 	bin := filepath.Join(binDir, "ctrl-exec-multicall")
 	cmd := exec.Command("sh", append([]string{script, "--bin", bin}, args...)...)
 	cmd.Dir = t.TempDir()
-	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + cmd.Dir}, env...)
+	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + cmd.Dir, raceEnv}, env...)
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return string(out), ee.ExitCode()

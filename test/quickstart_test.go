@@ -50,7 +50,7 @@ func runInstall(t *testing.T, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("./install.sh", args...)
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + dir}
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + dir, raceEnv}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("./install.sh %q: %v\n%s", args, err, out)
