@@ -497,18 +497,14 @@ func TestAPIConcurrentClients(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// The slow clients are still waiting, unanswered.
+	// The slow clients got no answer: still waiting, or, when the clients
+	// above took longer than the head timeout, cut without one.
 	for _, conn := range slow {
 		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		if n, err := conn.Read(make([]byte, 1)); n != 0 || !apiIsTimeout(err) {
-			t.Errorf("slow client got an answer early: n=%d err=%v", n, err)
+		if n, err := conn.Read(make([]byte, 1)); n != 0 {
+			t.Errorf("slow client got an answer: n=%d err=%v", n, err)
 		}
 	}
-}
-
-func apiIsTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
 }
 
 func TestAPIGracefulStop(t *testing.T) {
