@@ -65,6 +65,7 @@ func waitExists(t *testing.T, path string) {
 // code 4), is visible on B while running and after; racing requests to
 // both nodes run exactly once.
 func TestEtcdTwoAPINodes(t *testing.T) {
+	t.Parallel()
 	cl := etcdtest.Start(t, 1)
 	nodes := etcdNodes(t, cl, 2)
 	a, b := nodes[0], nodes[1]
@@ -165,6 +166,7 @@ func runningReqID(t *testing.T, cl *etcdtest.Cluster) string {
 // A node killed with SIGKILL while holding a lock: the other node gets 409
 // until the lease ends (LockTTL), then runs.
 func TestEtcdNodeKilledHoldingLock(t *testing.T) {
+	t.Parallel()
 	etcdtest.Heavy(t)
 	cl := etcdtest.Start(t, 1)
 	nodes := etcdNodes(t, cl, 2)
@@ -194,6 +196,7 @@ func TestEtcdNodeKilledHoldingLock(t *testing.T) {
 
 // All of etcd down: 503 naming the endpoints, then recovery without a restart.
 func TestEtcdDownThen503ThenRecovery(t *testing.T) {
+	t.Parallel()
 	etcdtest.Heavy(t)
 	cl := etcdtest.Start(t, 1)
 	nodes := etcdNodes(t, cl, 1)

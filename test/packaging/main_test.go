@@ -91,6 +91,20 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
+// cacheDir is where slow-to-make inputs (the debootstrap root) are kept
+// between runs.
+func cacheDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CTRL_EXEC_PKG_CACHE")
+	if dir == "" {
+		dir = "/var/cache/ctrl-exec-test"
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 func TestMain(m *testing.M) {
 	if !enabled {
 		fmt.Println("packaging suite skipped: run make test-packaging")

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,14 +342,4 @@ func (r *rootfs) changes() map[string]string {
 func idsOf(t *testing.T, dir string) (users, groups map[int]string) {
 	r := &rootfs{t: t, dir: dir}
 	return r.ids()
-}
-
-// sortedKeys is for messages.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
