@@ -532,6 +532,7 @@ func TestFleetStatusesCLIAndAPI(t *testing.T) {
 // after one ping; the ping output never carries them. An agent with an
 // auth_hook tells its tags by /capabilities only, so a ping stores none.
 func TestFleetTagsRefreshedByPing(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	web := startOpsAgent(t, p, "web-1", opsAgentConf{tags: map[string]string{"role": "web"}})
 	hooked := startOpsAgent(t, p, "hooked-1", opsAgentConf{tags: map[string]string{"role": "web"}, denyHook: true})
