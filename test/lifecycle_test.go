@@ -505,8 +505,8 @@ func TestRotationLifecycle(t *testing.T) {
 	ctl.MustRun("ctrl-exec", "ping", a.target(), b.target(), c.target())
 
 	var doc struct {
-		State  map[string]any      `json:"state"`
-		Agents []map[string]string `json:"agents"`
+		State  map[string]any   `json:"state"`
+		Agents []map[string]any `json:"agents"` // records: strings, and tags since a ping
 	}
 	out := ctl.MustRun("ctrl-exec", "serial-status", "--json").Stdout
 	if err := json.Unmarshal([]byte(out), &doc); err != nil || !strings.HasPrefix(out, "{") {
@@ -514,7 +514,7 @@ func TestRotationLifecycle(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, rec := range doc.Agents {
-		got[rec["hostname"]] = rec["serial_status"]
+		got[fmt.Sprint(rec["hostname"])] = fmt.Sprint(rec["serial_status"])
 	}
 	if diff := cmp.Diff(map[string]string{"rot-a": "current", "rot-b": "current", "rot-c": "current", "rot-d": "stale"}, got); diff != "" {
 		t.Errorf("serial-status --json agents (-want +got):\n%s", diff)
