@@ -26,7 +26,8 @@ type Approver struct {
 	CA           pki.CAFiles // normally pki.CAFilesIn("/etc/ctrl-exec")
 	CtrlExecCert string      // its serial is delivered to the agent
 	Registry     *registry.Registry
-	CertDays     int // lifetime of issued certs; <= 0 means DefaultCertDays
+	Serials      pki.SerialCounter // shared serial counter (etcd); nil: ca.serial alone
+	CertDays     int               // lifetime of issued certs; <= 0 means DefaultCertDays
 	Now          func() time.Time
 	Log          zerolog.Logger
 }
@@ -93,6 +94,7 @@ func (a *Approver) approveLocked(reqid string) (*Approval, error) {
 	if err != nil {
 		return nil, err
 	}
+	ca.Serials = a.Serials
 	days := a.CertDays
 	if days <= 0 {
 		days = DefaultCertDays

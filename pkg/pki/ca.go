@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -46,6 +47,16 @@ type CA struct {
 	Cert    *x509.Certificate
 	CertPEM []byte // ca.crt as on disk: what agents receive as "ca"
 	Files   CAFiles
+	// Serials, if set, allocates serials shared with other control hosts
+	// (etcd, issue 13); ca.serial still records the last one issued here.
+	Serials SerialCounter
+}
+
+// SerialCounter hands out serials unique across every node sharing it.
+type SerialCounter interface {
+	// Next records and returns a serial above every one it returned before
+	// and at least min (the next serial by ca.serial).
+	Next(min *big.Int) (*big.Int, error)
 }
 
 // CAFileMissingError reports an absent ca.key or ca.crt with the wording of the
@@ -217,6 +228,14 @@ func (ca *CA) SignCSR(csrPEM []byte, days int, now time.Time, opts SignOptions) 
 		serial, err := sf.next(opts.MinSerial)
 		if err != nil {
 			return err
+		}
+		if ca.Serials != nil {
+			if serial, err = ca.Serials.Next(serial); err != nil {
+				return err
+			}
+			if !serialFitsRFC5280(serial) {
+				return fmt.Errorf("shared CA serial counter: next serial %s is longer than 20 bytes", serialHex(serial))
+			}
 		}
 		// Record the serial before signing: a failed signing then wastes a
 		// number instead of risking its reuse.

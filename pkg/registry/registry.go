@@ -135,13 +135,35 @@ func CheckHostname(h string) error {
 	return fmt.Errorf("'%s' is not a valid agent hostname: use letters, digits, '.', '_' and '-', starting with a letter or digit, at most %d characters", h, MaxHostnameLen)
 }
 
-// Registry is the registry directory.
+// Registry is the registry directory, or a Store holding the same records
+// elsewhere (etcd: issue 13, through pkg/state).
 type Registry struct {
-	Dir string
+	Dir   string
+	store Store
+}
+
+// Store keeps the records, each the JSON a registry file would hold, keyed
+// by hostname, somewhere other than Dir. Every operation is atomic across
+// the processes sharing the store.
+type Store interface {
+	// Get is hostname's record; found false when there is none.
+	Get(hostname string) (data []byte, found bool, err error)
+	// Update replaces hostname's record with fn(old) (old nil when absent)
+	// unless fn fails; fn may run more than once under contention.
+	Update(hostname string, fn func(old []byte) ([]byte, error)) error
+	// Delete removes hostname's record and returns what it held.
+	Delete(hostname string) (old []byte, found bool, err error)
+	// List is every record by hostname.
+	List() (map[string][]byte, error)
+	// Where names a record for messages ("etcd key /ctrl-exec/agents/h").
+	Where(hostname string) string
 }
 
 // New returns the registry kept in dir (normally paths.AgentsDir()).
 func New(dir string) *Registry { return &Registry{Dir: dir} }
+
+// NewStore returns the registry kept in s.
+func NewStore(s Store) *Registry { return &Registry{store: s} }
 
 // Path is the file of hostname's record; the hostname must be valid.
 func (g *Registry) Path(hostname string) (string, error) {
@@ -154,6 +176,19 @@ func (g *Registry) Path(hostname string) (string, error) {
 // Get reads one record. An absent file is ErrNotFound; an unparsable one is
 // an error naming the file.
 func (g *Registry) Get(hostname string) (Record, error) {
+	if g.store != nil {
+		if err := CheckHostname(hostname); err != nil {
+			return nil, err
+		}
+		data, found, err := g.store.Get(hostname)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: %s", ErrNotFound, g.store.Where(hostname))
+		}
+		return parseAt(g.store.Where(hostname), data)
+	}
 	path, err := g.Path(hostname)
 	if err != nil {
 		return nil, err
@@ -164,6 +199,12 @@ func (g *Registry) Get(hostname string) (Record, error) {
 // Put writes rec as hostname's whole record, replacing any previous one
 // (re-pairing overwrites, §7.5). rec must carry a valid hostname.
 func (g *Registry) Put(rec Record) error {
+	if g.store != nil {
+		if err := CheckHostname(rec.Hostname()); err != nil {
+			return err
+		}
+		return g.store.Update(rec.Hostname(), func([]byte) ([]byte, error) { return encode(g.store.Where(rec.Hostname()), rec) })
+	}
 	path, err := g.Path(rec.Hostname())
 	if err != nil {
 		return err
@@ -188,6 +229,9 @@ func (g *Registry) Merge(hostname string, fields map[string]any) (Record, error)
 // hostname if the file is missing or unparsable) and writes the result, all
 // under the registry lock. If fn fails nothing is written.
 func (g *Registry) Update(hostname string, fn func(Record) error) (Record, error) {
+	if g.store != nil {
+		return g.updateStore(hostname, fn)
+	}
 	path, err := g.Path(hostname)
 	if err != nil {
 		return nil, err
@@ -212,6 +256,23 @@ func (g *Registry) Update(hostname string, fn func(Record) error) (Record, error
 // Delete removes hostname's record and returns what it held (an empty
 // record if the file did not parse). An absent record is ErrNotFound.
 func (g *Registry) Delete(hostname string) (Record, error) {
+	if g.store != nil {
+		if err := CheckHostname(hostname); err != nil {
+			return nil, err
+		}
+		data, found, err := g.store.Delete(hostname)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("%w for '%s'", ErrNotFound, hostname)
+		}
+		rec, err := ParseRecord(data)
+		if err != nil {
+			rec = Record{}
+		}
+		return rec, nil
+	}
 	path, err := g.Path(hostname)
 	if err != nil {
 		return nil, err
@@ -245,6 +306,9 @@ type Skipped struct {
 // directory is an empty registry; a directory that cannot be read is an
 // error (wrapping fs.ErrPermission when that is the cause).
 func (g *Registry) List() ([]Record, []Skipped, error) {
+	if g.store != nil {
+		return g.listStore()
+	}
 	entries, err := os.ReadDir(g.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, nil
@@ -317,12 +381,74 @@ func ParseRecord(data []byte) (Record, error) {
 }
 
 func writeRecord(path string, rec Record) error {
-	data, err := wire.Marshal(rec)
+	data, err := encode(path, rec)
 	if err != nil {
-		return fmt.Errorf("encode registry entry %s: %w", path, err)
+		return err
 	}
 	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return fmt.Errorf("Cannot write registry entry '%s': %w", path, err)
 	}
 	return nil
+}
+
+func encode(where string, rec Record) ([]byte, error) {
+	data, err := wire.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode registry entry %s: %w", where, err)
+	}
+	return data, nil
+}
+
+func parseAt(where string, data []byte) (Record, error) {
+	rec, err := ParseRecord(data)
+	if err != nil {
+		return nil, fmt.Errorf("registry entry %s: %w", where, err)
+	}
+	return rec, nil
+}
+
+// updateStore is Update on a Store: fn sees the record as stored when the
+// change is made (a concurrent change makes the store run it again).
+func (g *Registry) updateStore(hostname string, fn func(Record) error) (Record, error) {
+	if err := CheckHostname(hostname); err != nil {
+		return nil, err
+	}
+	var out Record
+	err := g.store.Update(hostname, func(old []byte) ([]byte, error) {
+		rec, err := ParseRecord(old)
+		if old == nil || err != nil {
+			rec = Record{}
+		}
+		rec[FieldHostname] = hostname
+		if err := fn(rec); err != nil {
+			return nil, err
+		}
+		rec[FieldHostname] = hostname
+		out = rec
+		return encode(g.store.Where(hostname), rec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (g *Registry) listStore() ([]Record, []Skipped, error) {
+	all, err := g.store.List()
+	if err != nil {
+		return nil, nil, err
+	}
+	var recs []Record
+	var skipped []Skipped
+	for host, data := range all {
+		rec, err := parseAt(g.store.Where(host), data)
+		if err != nil {
+			skipped = append(skipped, Skipped{Path: g.store.Where(host), Err: err})
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Hostname() < recs[j].Hostname() })
+	sort.Slice(skipped, func(i, j int) bool { return skipped[i].Path < skipped[j].Path })
+	return recs, skipped, nil
 }

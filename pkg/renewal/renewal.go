@@ -44,7 +44,8 @@ type Renewer struct {
 	Client   *dispatch.Client // the ping client: same identity, CA and timeout
 	CA       pki.CAFiles      // in ca_dir (default /etc/ctrl-exec)
 	Registry *registry.Registry
-	CertDays int // <= 0 means DefaultCertDays
+	Serials  pki.SerialCounter // shared serial counter (etcd); nil: ca.serial alone
+	CertDays int               // <= 0 means DefaultCertDays
 	Log      zerolog.Logger
 	Now      func() time.Time
 }
@@ -62,9 +63,20 @@ func New(client *dispatch.Client, conf *config.Control, log zerolog.Logger, now 
 }
 
 // Attach makes every Ping of client renew due registered agents before it
-// returns: the one hook the CLI's ping and the API's /ping share.
-func Attach(client *dispatch.Client, conf *config.Control, log zerolog.Logger, now func() time.Time) {
-	client.AfterPing = New(client, conf, log, now).AfterPing
+// returns: the one hook the CLI's ping and the API's /ping share. shared,
+// when not nil, is the state backend's registry and serial counter (etcd).
+func Attach(client *dispatch.Client, conf *config.Control, shared *Shared, log zerolog.Logger, now func() time.Time) {
+	r := New(client, conf, log, now)
+	if shared != nil {
+		r.Registry, r.Serials = shared.Registry, shared.Serials
+	}
+	client.AfterPing = r.AfterPing
+}
+
+// Shared is the state a Renewer shares with other control hosts.
+type Shared struct {
+	Registry *registry.Registry
+	Serials  pki.SerialCounter
 }
 
 func (r *Renewer) now() time.Time {
@@ -186,6 +198,7 @@ func (r *Renewer) renew(ctx context.Context, t dispatch.Target, hostname, reqid 
 	if err != nil {
 		return time.Time{}, err
 	}
+	ca.Serials = r.Serials
 	cert, err := ca.SignCSR([]byte(csr), r.certDays(), r.now(), pki.SignOptions{}) // under flock(ca.serial)
 	if err != nil {
 		return time.Time{}, err

@@ -58,6 +58,7 @@ type Rotator struct {
 	CADir     string
 	StateFile string // rotation.json
 	Registry  *registry.Registry
+	Serials   pki.SerialCounter // shared serial counter (etcd); nil: ca.serial alone
 
 	CertDays    int // lifetime of a new ctrl-exec cert; <= 0 means DefaultCertDays
 	RenewalDays int // rotate when this many days or fewer remain (cert_renewal_days)
@@ -311,6 +312,7 @@ func (r *Rotator) rotateLocked() (Result, error) {
 	if err != nil {
 		return fail(err)
 	}
+	ca.Serials = r.Serials
 
 	// D-25: the old pair stays usable for agents that only trust it.
 	if oldKey.data != nil && oldCert.data != nil {

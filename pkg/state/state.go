@@ -1,8 +1,9 @@
 // Package state is the seam between the roles and where the control host's
 // shared state lives (issue 13): the files under /var/lib/ctrl-exec (the
-// default, byte-compatible with Perl 0.8.4, through pkg/locks and
-// pkg/runstore unchanged) or etcd (pkg/etcdstate), chosen by
-// ctrl-exec.conf's state_backend.
+// default, byte-compatible with Perl 0.8.4, through pkg/locks,
+// pkg/runstore and pkg/registry unchanged) or etcd (pkg/etcdstate), chosen
+// by ctrl-exec.conf's state_backend: locks, runs, the agent registry and
+// the CA serial counter.
 package state
 
 import (
@@ -16,6 +17,8 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
 )
 
@@ -46,12 +49,40 @@ type Runs interface {
 	Purge()
 }
 
+// Registry is §7.5's agent registry as the callers use it. Both backends
+// give a *registry.Registry (the directory, or etcd through a
+// registry.Store), so the packages holding one (pairing, renewal,
+// rotation, fleet) need no change.
+type Registry interface {
+	Get(hostname string) (registry.Record, error)
+	Put(rec registry.Record) error
+	Merge(hostname string, fields map[string]any) (registry.Record, error)
+	Update(hostname string, fn func(registry.Record) error) (registry.Record, error)
+	Delete(hostname string) (registry.Record, error)
+	List() ([]registry.Record, []registry.Skipped, error)
+}
+
+var _ Registry = (*registry.Registry)(nil)
+
 // Backend is one state backend.
 type Backend struct {
-	Name  string // "files" or "etcd"
-	Locks Locker
-	Runs  Runs
-	close func() error
+	Name     string // "files" or "etcd"
+	Locks    Locker
+	Runs     Runs
+	Registry *registry.Registry
+	// Serials is the CA serial counter shared by the nodes; nil for files
+	// (ca.serial under flock is the counter).
+	Serials pki.SerialCounter
+	close   func() error
+}
+
+// RegistryIn is the registry for code that reads registry_dir: that
+// directory with the files backend (as before), the shared one otherwise.
+func (b *Backend) RegistryIn(dir string) *registry.Registry {
+	if b == nil || b.Name == "files" {
+		return registry.New(dir)
+	}
+	return b.Registry
 }
 
 // Close lets go of the backend's connection (etcd: its locks' lease).
@@ -65,9 +96,10 @@ func (b *Backend) Close() error {
 // Files is the default backend: the lock and runs directories of p.
 func Files(p paths.Paths, now func() time.Time) *Backend {
 	return &Backend{
-		Name:  "files",
-		Locks: fileLocks{dir: p.LocksDir()},
-		Runs:  fileRuns{runstore.Store{Dir: p.RunsDir(), Now: now}},
+		Name:     "files",
+		Locks:    fileLocks{dir: p.LocksDir()},
+		Runs:     fileRuns{runstore.Store{Dir: p.RunsDir(), Now: now}},
+		Registry: registry.New(p.AgentsDir()),
 	}
 }
 
@@ -95,10 +127,12 @@ func EtcdConfig(conf *config.Control) etcdstate.Config {
 // Etcd is the backend on an open etcd client; Close closes the client.
 func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
 	return &Backend{
-		Name:  "etcd",
-		Locks: etcdLocks{etcdstate.Locks{C: c}},
-		Runs:  &etcdstate.Runs{C: c, Now: now},
-		close: c.Close,
+		Name:     "etcd",
+		Locks:    etcdLocks{etcdstate.Locks{C: c}},
+		Runs:     &etcdstate.Runs{C: c, Now: now},
+		Registry: registry.NewStore(etcdstate.Registry{C: c}),
+		Serials:  etcdstate.Serials{C: c},
+		close:    c.Close,
 	}
 }
 

@@ -10,9 +10,9 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	ops "github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/renewal"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 )
 
 // fleet is what the API asks of the agents: the dispatch engine (§10) and
@@ -59,17 +59,20 @@ func (f *liveFleet) StoreTags(hostname string, r dispatch.CapResult) error {
 	return ops.StoreTags(f.registry, hostname, r, f.now())
 }
 
-func newFleet(cfg *config.Control, p paths.Paths, log zerolog.Logger, now func() time.Time) *liveFleet {
+func newFleet(cfg *config.Control, b *state.Backend, log zerolog.Logger, now func() time.Time) *liveFleet {
 	c := dispatch.NewClient(cfg, log)
 	c.Now = now
 	// Registered agents past half their certificate's life are renewed
 	// after each /ping batch, before it is answered (§15.1, D-23): the
 	// same hook as the CLI's ping.
-	renewal.Attach(c, cfg, log, now)
-	reg := registry.New(p.AgentsDir())
+	var shared *renewal.Shared
+	if b.Name != "files" {
+		shared = &renewal.Shared{Registry: b.Registry, Serials: b.Serials}
+	}
+	renewal.Attach(c, cfg, shared, log, now)
 	// And each registered agent's reported [tags] are kept for "tags".
-	ops.AttachTagRefresh(c, reg, log, now)
-	return &liveFleet{Client: c, registry: reg, log: log, now: now}
+	ops.AttachTagRefresh(c, b.Registry, log, now)
+	return &liveFleet{Client: c, registry: b.Registry, log: log, now: now}
 }
 
 // addressLookups bounds the name lookups registry.Address makes at once.

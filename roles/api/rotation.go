@@ -8,6 +8,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 )
 
 // startRotationLoop runs the control-host certificate rotation check loop
@@ -18,13 +19,14 @@ import (
 // The loop logs with the API's ident. It returns a function that stops the
 // loop and waits for it; serve calls it before logging api-stop. Test knobs
 // as in pairing-mode: $CTRL_EXEC_TEST_CHECK_DELAY, $CTRL_EXEC_TEST_NOW.
-func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, sessions *sessioncache.Cache) (stop func()) {
+func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, sessions *sessioncache.Cache, b *state.Backend) (stop func()) {
 	if !cfg.APIRotationLoop {
 		return func() {}
 	}
 	client := dispatch.NewClient(cfg, e.log)
 	client.Sessions = sessions // nil when session_cache = off
 	r := rotation.New(cfg, client, e.log, rotation.ClockFromEnv(e.now))
+	r.Registry, r.Serials = b.RegistryIn(cfg.RegistryDir), b.Serials
 	r.AfterRotate = func() {
 		if sessions != nil {
 			sessions.Clear()

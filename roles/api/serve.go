@@ -60,7 +60,7 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	if cfg.SessionCache {
 		sessions = sessioncache.New(e.now)
 	}
-	fleet := newFleet(cfg, e.paths, e.log, e.now)
+	fleet := newFleet(cfg, backend, e.log, e.now)
 	fleet.Sessions = sessions
 	srv := newServer(serverDeps{
 		conf:    cfg,
@@ -82,7 +82,7 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	e.log.Info().Int("PORT", cfg.APIPort).Str("BIND", cfg.APIBind).Str("TLS", useTLS).Msg("api-start")
 	fmt.Fprintf(e.stdout, "ctrl-exec API listening on %s:%d (%s)\n", cfg.APIBind, cfg.APIPort, mode)
 
-	stopRotation := startRotationLoop(ctx, cfg, e, sessions)
+	stopRotation := startRotationLoop(ctx, cfg, e, sessions, backend)
 	err = srv.Serve(ctx, ln)
 	stopRotation()
 

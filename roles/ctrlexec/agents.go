@@ -41,7 +41,11 @@ Exit status: 0; 255 if the name is not a valid hostname or is not registered.`,
 }
 
 func listAgents(e *env, c *cli.Context) error {
-	recs, skipped, err := registry.New(e.paths.AgentsDir()).List()
+	reg, err := e.registry(c.String("config"))
+	if err != nil {
+		return err
+	}
+	recs, skipped, err := reg.List()
 	if errors.Is(err, fs.ErrPermission) {
 		return cliapp.Fatalf("Cannot access agent registry: permission denied.\nTry: sudo ctrl-exec list-agents")
 	}
@@ -94,7 +98,11 @@ func unpair(e *env, c *cli.Context) error {
 	if err := registry.CheckHostname(host); err != nil {
 		return cliapp.Fatalf("Unpair failed: %v", err)
 	}
-	rec, err := registry.New(e.paths.AgentsDir()).Delete(host)
+	reg, err := e.registry(c.String("config"))
+	if err != nil {
+		return err
+	}
+	rec, err := reg.Delete(host)
 	if errors.Is(err, registry.ErrNotFound) {
 		return cliapp.Fatalf("Unpair failed: No registry entry for '%s'", host)
 	}
@@ -118,7 +126,11 @@ func unpair(e *env, c *cli.Context) error {
 // agentNames is the registry's hostnames, for shell completion of run,
 // ping and unpair ("ctrl-exec completion agents").
 func (e *env) agentNames() ([]string, error) {
-	recs, _, err := registry.New(e.paths.AgentsDir()).List()
+	reg, err := e.registry(e.paths.ControlConf())
+	if err != nil {
+		return nil, err
+	}
+	recs, _, err := reg.List()
 	if err != nil {
 		return nil, err
 	}

@@ -67,6 +67,9 @@ func rotateCert(e *env, c *cli.Context) error {
 		return cliapp.Fatalf("%v", err)
 	}
 	warnConfig(e, warns)
+	if _, err := e.stateBackend(conf.Path, conf); err != nil {
+		return err
+	}
 	r := newRotator(e, conf)
 	ctx := c.Context
 	out := e.stdout
@@ -141,7 +144,11 @@ func serialStatus(e *env, c *cli.Context) error {
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
-	recs, skipped, err := registry.New(e.paths.AgentsDir()).List()
+	reg, err := e.registry(c.String("config"))
+	if err != nil {
+		return err
+	}
+	recs, skipped, err := reg.List()
 	if errors.Is(err, fs.ErrPermission) {
 		return cliapp.Fatalf("Cannot access agent registry: permission denied.\nTry: sudo ctrl-exec serial-status")
 	}

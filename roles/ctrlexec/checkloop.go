@@ -37,6 +37,10 @@ func newRotator(e *env, conf *config.Control) *rotation.Rotator {
 		client.Sessions = sessioncache.New(e.now)
 	}
 	r := rotation.New(conf, client, e.log, rotation.ClockFromEnv(e.now))
+	if e.state != nil { // opened by the caller: pairing-mode, rotate-cert
+		r.Registry = e.state.RegistryIn(conf.RegistryDir)
+		r.Serials = e.state.Serials
+	}
 	r.AfterRotate = func() {
 		if client.Sessions != nil {
 			client.Sessions.Clear()

@@ -48,7 +48,10 @@ func discover(e *env, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	reg := registry.New(e.paths.AgentsDir())
+	reg, err := e.registry(s.conf.Path)
+	if err != nil {
+		return err
+	}
 	recs, skipped, err := reg.List()
 	if err != nil {
 		return cliapp.Fatalf("%v", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/authhook"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
@@ -119,11 +120,15 @@ func parseFleetFlags(c *cli.Context) (fleetFlags, error) {
 
 // resolveTargets is the explicit hosts plus the registry agents matching
 // every --tag (a union, explicit hosts first, each once).
-func resolveTargets(e *env, hosts []string, sels []fleet.TagSelector) ([]string, error) {
+func resolveTargets(e *env, conf *config.Control, hosts []string, sels []fleet.TagSelector) ([]string, error) {
 	if len(sels) == 0 {
 		return hosts, nil
 	}
-	recs, skipped, err := registry.New(e.paths.AgentsDir()).List()
+	reg, err := e.registry(conf.Path)
+	if err != nil {
+		return nil, err
+	}
+	recs, skipped, err := reg.List()
 	if err != nil {
 		return nil, err
 	}
@@ -320,9 +325,15 @@ func pingOn(ctx context.Context, e *env, c *cli.Context, s *fanoutSetup, f fleet
 	client, prog := s.client(e, c, len(hosts))
 	// Registered agents past half their certificate's life are renewed
 	// before Ping returns (§15.1, D-23); the ping result is unaffected.
-	renewal.Attach(client, s.conf, e.log, e.now)
+	reg := registry.New(e.paths.AgentsDir())
+	var shared *renewal.Shared
+	if b, err := e.stateBackend(s.conf.Path, s.conf); err == nil && b.Name != "files" {
+		shared = &renewal.Shared{Registry: b.Registry, Serials: b.Serials}
+		reg = b.Registry
+	}
+	renewal.Attach(client, s.conf, shared, e.log, e.now)
 	// Each registered agent's reported [tags] are kept for --tag.
-	fleet.AttachTagRefresh(client, registry.New(e.paths.AgentsDir()), e.log, e.now)
+	fleet.AttachTagRefresh(client, reg, e.log, e.now)
 	opts := f.opts
 	var stream *fleet.Stream
 	if f.ndjson {

@@ -22,7 +22,6 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pairing"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -105,18 +104,27 @@ Exit status: 0; 255 if there is no such request.`,
 	}
 }
 
-// approver is the approve/deny machinery over the standard paths. The CA
-// directory is fixed at /etc/ctrl-exec, as upstream's approve.
-func (e *env) approver(c *cli.Context) *pairing.Approver {
-	return &pairing.Approver{
+// approver is the approve/deny machinery over the standard paths and the
+// state backend's registry and serial counter. The CA directory is fixed
+// at /etc/ctrl-exec, as upstream's approve.
+func (e *env) approver(c *cli.Context) (*pairing.Approver, error) {
+	a := &pairing.Approver{
 		Queue:        pairing.NewQueue(e.paths.PairingDir(), e.now),
 		CA:           pki.CAFilesIn(e.paths.ConfDir()),
 		CtrlExecCert: e.paths.CtrlExecCert(),
-		Registry:     registry.New(e.paths.AgentsDir()),
 		CertDays:     pairingCertDays(c.String("config"), e),
 		Now:          e.now,
 		Log:          e.log,
 	}
+	reg, err := e.registry(c.String("config"))
+	if err != nil {
+		return nil, err
+	}
+	a.Registry = reg
+	if e.state != nil {
+		a.Serials = e.state.Serials
+	}
+	return a, nil
 }
 
 // pairingCertDays is D-18: cert_days from ctrl-exec.conf when the file is
@@ -134,7 +142,11 @@ func approveRequest(e *env, c *cli.Context) error {
 	if reqid == "" {
 		return cliapp.Fatalf("Usage: ctrl-exec approve <reqid>")
 	}
-	if err := approveAndPrint(e.approver(c), e.stdout, reqid); err != nil {
+	a, err := e.approver(c)
+	if err != nil {
+		return err
+	}
+	if err := approveAndPrint(a, e.stdout, reqid); err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
 	return nil
@@ -145,7 +157,11 @@ func denyRequest(e *env, c *cli.Context) error {
 	if reqid == "" {
 		return cliapp.Fatalf("Usage: ctrl-exec deny <reqid>")
 	}
-	if err := denyAndPrint(e.approver(c), e.stdout, reqid); err != nil {
+	a, err := e.approver(c)
+	if err != nil {
+		return err
+	}
+	if err := denyAndPrint(a, e.stdout, reqid); err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
 	return nil
@@ -236,6 +252,10 @@ func runPairingMode(e *env, c *cli.Context) error {
 		return cliapp.Fatalf("%v", err)
 	}
 	warnConfig(e, warns)
+	backend, err := e.stateBackend(conf.Path, conf)
+	if err != nil {
+		return err
+	}
 	// Caught from the start, so a stop is always clean and logged once (B-9).
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -258,7 +278,7 @@ func runPairingMode(e *env, c *cli.Context) error {
 	// Requests left by a pairing-mode that died (killed, say) can no longer
 	// be answered: clear them, and any registry record of an approval it
 	// never delivered.
-	reg := registry.New(e.paths.AgentsDir())
+	reg := backend.Registry
 	pairing.RecoverOrphans(queue, reg, e.log)
 
 	// The CA approvals deliver goes out after the ctrl-exec certificate, so
@@ -325,7 +345,11 @@ func runPairingMode(e *env, c *cli.Context) error {
 	if interactive {
 		lines = readLines(e.stdin)
 	}
-	console := &pairingConsole{out: out, queue: queue, approver: e.approver(c)}
+	approver, err := e.approver(c)
+	if err != nil {
+		return err
+	}
+	console := &pairingConsole{out: out, queue: queue, approver: approver}
 
 	stop := func(msg string) error {
 		e.log.Info().Msg("pairing-mode-stop")

@@ -198,7 +198,7 @@ func runScript(e *env, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if hosts, err = resolveTargets(e, hosts, f.tags); err != nil {
+	if hosts, err = resolveTargets(e, s.conf, hosts, f.tags); err != nil {
 		return cliapp.Exit(1, err.Error())
 	}
 	return runOn(e, c, s, f, runPlan{hosts: hosts, script: script, args: args})
@@ -217,7 +217,7 @@ func pingHosts(e *env, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if hosts, err = resolveTargets(e, hosts, f.tags); err != nil {
+	if hosts, err = resolveTargets(e, s.conf, hosts, f.tags); err != nil {
 		return cliapp.Exit(1, err.Error())
 	}
 	ctx := c.Context

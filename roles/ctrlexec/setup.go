@@ -12,7 +12,6 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 )
 
 // ctrlExecCertDays is the lifetime of the ctrl-exec cert made by
@@ -85,7 +84,11 @@ func setupCtrlExec(e *env) error {
 	if info, err := os.Stat(certPath); err == nil && info.Mode().IsRegular() {
 		// Fail closed: an unreadable registry may hide paired agents, and
 		// the confirmation below is what protects them.
-		recs, skipped, err := registry.New(e.paths.AgentsDir()).List()
+		reg, err := e.registry(e.paths.ControlConf())
+		if err != nil {
+			return err
+		}
+		recs, skipped, err := reg.List()
 		if err != nil {
 			return cliapp.Fatalf("%v - cannot tell whether agents would need re-pairing; not replacing the ctrl-exec cert", err)
 		}
@@ -115,6 +118,9 @@ func setupCtrlExec(e *env) error {
 	ca, err := pki.LoadCA(files)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
+	}
+	if e.state != nil { // opened for the registry check above
+		ca.Serials = e.state.Serials
 	}
 	if _, err := ca.IssueCtrlExecCert(keyPath, certPath, pki.KeyBitsFromEnv(), ctrlExecCertDays, e.now()); err != nil {
 		return cliapp.Fatalf("%v", err)

@@ -1,8 +1,13 @@
 package ctrlexec
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 )
 
@@ -34,4 +39,27 @@ func (e *env) closeState() {
 		e.state.Close()
 		e.state = nil
 	}
+}
+
+// registry is the agent registry of the state backend. A ctrl-exec.conf
+// this user may not read means the files, as before the backend existed,
+// so an unprivileged list-agents still gets its "Try: sudo" hint.
+func (e *env) registry(configPath string) (*registry.Registry, error) {
+	b, err := e.stateBackend(configPath, nil)
+	if err != nil {
+		if isUnreadable(configPath) {
+			return registry.New(e.paths.AgentsDir()), nil
+		}
+		return nil, err
+	}
+	return b.Registry, nil
+}
+
+func isUnreadable(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return errors.Is(err, fs.ErrPermission)
+	}
+	f.Close()
+	return false
 }

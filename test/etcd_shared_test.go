@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate/etcdtest"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+)
+
+// etcdControls is n control hosts on one etcd: the first set up by
+// setup-ca and setup-ctrl-exec, the others holding copies of its CA and
+// certificate (as the docs say to copy them), each in its own root.
+func etcdControls(t *testing.T, cl *etcdtest.Cluster, n int) []*Root {
+	t.Helper()
+	extra := []string{"state_backend = etcd", "etcd_endpoints = " + strings.Join(cl.Endpoints(), ","), "etcd_prefix = /e2e/"}
+	first := NewControl(t, NoHook)
+	setConf(first, extra...)
+	nodes := []*Root{first}
+	for i := 1; i < n; i++ {
+		r := NewRoot(t, "")
+		for _, f := range []string{"ca.crt", "ca.key", "ca.serial", "ctrl-exec.crt", "ctrl-exec.key"} {
+			data, err := os.ReadFile(first.Path("/etc/ctrl-exec/" + f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.WriteFile("/etc/ctrl-exec/"+f, string(data), 0o600)
+		}
+		setConf(r, extra...)
+		nodes = append(nodes, r)
+	}
+	return nodes
+}
+
+// An agent paired through node A is listed by, runs from and is unpaired
+// through node B; its serial came from the shared counter; nothing of it
+// is left in A's registry directory.
+func TestEtcdRegistryAcrossNodes(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	nodes := etcdControls(t, cl, 2)
+	a, b := nodes[0], nodes[1]
+	agent := newLifecycleAgents(t, "shared-01")[0]
+	PairAgent(t, a, agent.Root)
+	serve(t, agent)
+
+	if _, err := os.Stat(a.Path("/var/lib/ctrl-exec/agents/shared-01.json")); err == nil {
+		t.Error("the registry record was written to A's directory, not etcd")
+	}
+	if out := b.MustRun("ctrl-exec", "list-agents").Stdout; !strings.Contains(out, "shared-01") {
+		t.Errorf("list-agents on B does not show the agent paired through A:\n%s", out)
+	}
+	if out := b.MustRun("ctrl-exec", "run", agent.target(), "hello").Stdout; !strings.Contains(out, "hello from") {
+		t.Errorf("run from B:\n%s", out)
+	}
+
+	c, err := etcdstate.Open(etcdstate.Config{Endpoints: cl.Endpoints(), Prefix: "/e2e/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	resp, err := c.Raw().Get(context.Background(), "/e2e/ca/serial")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("shared serial counter: %v %v", resp, err)
+	}
+	cert, err := pki.LoadCert(agent.Path("/etc/ctrl-exec-agent/agent.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.ToUpper(pki.SerialHex(cert)), string(resp.Kvs[0].Value); strings.TrimLeft(got, "0") != strings.TrimLeft(want, "0") {
+		t.Errorf("agent serial %s, shared counter %s", got, want)
+	}
+
+	b.MustRun("ctrl-exec", "unpair", "shared-01")
+	if out := a.MustRun("ctrl-exec", "list-agents").Stdout; strings.Contains(out, "shared-01") {
+		t.Errorf("list-agents on A still shows the agent unpaired through B:\n%s", out)
+	}
+}
