@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate/etcdtest"
@@ -76,5 +77,48 @@ func TestEtcdRegistryAcrossNodes(t *testing.T) {
 	b.MustRun("ctrl-exec", "unpair", "shared-01")
 	if out := a.MustRun("ctrl-exec", "list-agents").Stdout; strings.Contains(out, "shared-01") {
 		t.Errorf("list-agents on A still shows the agent unpaired through B:\n%s", out)
+	}
+}
+
+// A request queued through A's pairing-mode is listed, approved or denied
+// from the CLI on B; A's pairing-mode learns the answer through its etcd
+// watch (its queue poll is set to an hour) and delivers it; the agent
+// paired this way runs from B.
+func TestEtcdPairingAcrossNodes(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	nodes := etcdControls(t, cl, 2)
+	a, b := nodes[0], nodes[1]
+	_, port := StartPairingMode(t, a, "CTRL_EXEC_TEST_PAIRING_POLL=1h")
+
+	ok := newLifecycleAgents(t, "paired-01")[0]
+	req := ok.Start("ctrl-exec-agent", "request-pairing", "--dispatcher", "127.0.0.1", "--port", itoa(port))
+	r := waitRequests(t, b, 1)[0]
+	if r.Hostname != "paired-01" {
+		t.Fatalf("B lists %+v", r)
+	}
+	if entries, _ := os.ReadDir(a.Path("/var/lib/ctrl-exec/pairing")); len(entries) > 0 {
+		t.Errorf("A queued into its directory: %v", entries)
+	}
+	b.MustRun("ctrl-exec", "approve", r.ID)
+	if code, done := req.Wait(30 * time.Second); !done || code != 0 {
+		t.Fatalf("request-pairing: exit %d (done %v)\n%s\n%s", code, done, req.Stdout(), req.Stderr())
+	}
+	serve(t, ok)
+	if out := b.MustRun("ctrl-exec", "run", ok.target(), "hello").Stdout; !strings.Contains(out, "hello from") {
+		t.Errorf("run from B:\n%s", out)
+	}
+	if out := a.MustRun("ctrl-exec", "list-agents").Stdout; !strings.Contains(out, "paired-01") {
+		t.Errorf("A does not list the agent approved on B:\n%s", out)
+	}
+
+	no := NewAgent(t, "denied-01")
+	req = no.Start("ctrl-exec-agent", "request-pairing", "--dispatcher", "127.0.0.1", "--port", itoa(port))
+	r = waitRequests(t, b, 1)[0]
+	b.MustRun("ctrl-exec", "deny", r.ID)
+	if code, done := req.Wait(30 * time.Second); !done || code == 0 {
+		t.Fatalf("denied request-pairing: exit %d (done %v)\n%s\n%s", code, done, req.Stdout(), req.Stderr())
+	}
+	if reqs := listRequests(t, a); len(reqs) != 0 {
+		t.Errorf("queue after the denial: %+v", reqs)
 	}
 }

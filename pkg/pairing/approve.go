@@ -9,7 +9,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -56,7 +55,7 @@ func (a *Approver) Approve(reqid string) (*Approval, error) {
 		return nil, &NoRequestError{ReqID: reqid}
 	}
 	var out *Approval
-	err := atomicfile.WithLock(a.Queue.Dir, func() error {
+	err := a.Queue.lock(func() error {
 		var err error
 		out, err = a.approveLocked(reqid)
 		return err
@@ -150,7 +149,7 @@ func (a *Approver) approveLocked(reqid string) (*Approval, error) {
 		Nonce:            req.Nonce,
 		DispatcherSerial: dispSerial,
 	})
-	if err := atomicfile.Write(a.Queue.path(reqid, extApproved), body, fileMode); err != nil {
+	if err := a.Queue.writeAnswer(reqid, extApproved, body); err != nil {
 		err = fmt.Errorf("write approval for '%s': %w", reqid, err)
 		if rerr := a.restoreRegistry(req.Hostname, previous, prevErr); rerr != nil {
 			err = fmt.Errorf("%w; %w", err, rerr)
@@ -187,7 +186,7 @@ func (a *Approver) Deny(reqid string) (string, error) {
 		return "", &NoRequestError{ReqID: reqid}
 	}
 	var host string
-	err := atomicfile.WithLock(a.Queue.Dir, func() error {
+	err := a.Queue.lock(func() error {
 		var err error
 		host, err = a.denyLocked(reqid)
 		return err
@@ -216,7 +215,7 @@ func (a *Approver) denyLocked(reqid string) (string, error) {
 	}
 	// A record from an approval cut short before its answer was written.
 	DropUndelivered(a.Registry, host, reqid, a.Log)
-	if err := atomicfile.Write(a.Queue.path(reqid, extDenied), deniedBody(ReasonRejected), fileMode); err != nil {
+	if err := a.Queue.writeAnswer(reqid, extDenied, deniedBody(ReasonRejected)); err != nil {
 		return "", fmt.Errorf("write denial for '%s': %w", reqid, err)
 	}
 	a.Queue.remove(reqid, extRequest)
@@ -274,20 +273,16 @@ func confirmDelivered(reg *registry.Registry, hostname, reqid string, log zerolo
 // deny or stale expiry, as upstream. It returns how many it cleared.
 func RecoverOrphans(q *Queue, reg *registry.Registry, log zerolog.Logger) int {
 	n := 0
-	atomicfile.WithLock(q.Dir, func() error {
-		entries, err := os.ReadDir(q.Dir)
+	q.lock(func() error {
+		ids, err := q.requestIDs()
 		if err != nil {
 			return err
 		}
-		for _, e := range entries {
-			m := queueEntryRE().FindStringSubmatch(e.Name())
-			if m == nil || m[2] != "json" {
+		for _, id := range ids {
+			if what, done := q.answered(id); !done || what != "approved" || q.held(id) {
 				continue
 			}
-			if what, done := q.answered(m[1]); !done || what != "approved" || q.held(m[1]) {
-				continue
-			}
-			id, host := m[1], "?"
+			host := "?"
 			if req, err := q.Get(id); err == nil && req.Hostname != "" {
 				host = req.Hostname
 			}

@@ -56,10 +56,12 @@ type Request struct {
 	Tags     map[string]string `json:"tags,omitempty"`
 }
 
-// Queue is the pairing queue directory.
+// Queue is the pairing queue directory, or a QueueStore holding the same
+// entries for several control hosts.
 type Queue struct {
-	Dir string
-	Now func() time.Time // the clock for stale expiry; nil = time.Now
+	Dir   string
+	Now   func() time.Time // the clock for stale expiry; nil = time.Now
+	store QueueStore
 }
 
 // NewQueue returns the queue kept in dir (normally paths.PairingDir()).
@@ -85,6 +87,9 @@ func (q *Queue) Add(r Request) error {
 	if !ValidReqID(r.ID) {
 		return fmt.Errorf("pairing request id %q is not lowercase hex", r.ID)
 	}
+	if q.store != nil {
+		return q.storeAdd(r)
+	}
 	if err := atomicfile.Write(q.path(r.ID, extRequest), wire.JSON(r), fileMode); err != nil {
 		return fmt.Errorf("queue pairing request: %w", err)
 	}
@@ -96,6 +101,9 @@ func (q *Queue) Add(r Request) error {
 func (q *Queue) Get(id string) (Request, error) {
 	if !ValidReqID(id) {
 		return Request{}, errNoRequest
+	}
+	if q.store != nil {
+		return q.storeGet(id)
 	}
 	data, err := os.ReadFile(q.path(id, extRequest))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -117,20 +125,13 @@ func (q *Queue) Get(id string) (Request, error) {
 // A missing directory is an empty queue.
 func (q *Queue) List() ([]Request, error) {
 	q.ExpireStale()
-	entries, err := os.ReadDir(q.Dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ids, err := q.requestIDs()
 	if err != nil {
-		return nil, fmt.Errorf("Cannot open '%s': %w", q.Dir, err)
+		return nil, err
 	}
 	var reqs []Request
-	for _, e := range entries {
-		m := queueEntryRE().FindStringSubmatch(e.Name())
-		if m == nil || m[2] != "json" {
-			continue
-		}
-		r, err := q.Get(m[1])
+	for _, id := range ids {
+		r, err := q.Get(id)
 		if err != nil {
 			continue
 		}
@@ -145,9 +146,35 @@ func (q *Queue) List() ([]Request, error) {
 	return reqs, nil
 }
 
+// requestIDs is the id of every {id}.json entry; none for a missing
+// directory.
+func (q *Queue) requestIDs() ([]string, error) {
+	if q.store != nil {
+		return q.storeIDs()
+	}
+	entries, err := os.ReadDir(q.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("Cannot open '%s': %w", q.Dir, err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if m := queueEntryRE().FindStringSubmatch(e.Name()); m != nil && m[2] == "json" {
+			ids = append(ids, m[1])
+		}
+	}
+	return ids, nil
+}
+
 // Count is the queue depth the server compares with pairing_max_queue:
 // every *.json file, as the Perl server's glob counts them.
 func (q *Queue) Count() (int, error) {
+	if q.store != nil {
+		ids, err := q.storeIDs()
+		return len(ids), err
+	}
 	entries, err := os.ReadDir(q.Dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("Cannot open '%s': %w", q.Dir, err)
@@ -170,6 +197,10 @@ func (q *Queue) Count() (int, error) {
 // "Older" is strictly older, by modification time. Errors are ignored:
 // expiry is housekeeping and runs again at the next chance.
 func (q *Queue) ExpireStale() {
+	if q.store != nil {
+		q.storeExpire()
+		return
+	}
 	entries, err := os.ReadDir(q.Dir)
 	if err != nil {
 		return
@@ -211,6 +242,9 @@ func (q *Queue) ExpireStale() {
 // object: a Perl approve writes the file in place, so a read can race the
 // write and see half of it. ok is false while there is no usable answer.
 func (q *Queue) answer(id string) (body []byte, approved, ok bool) {
+	if q.store != nil {
+		return q.storeAnswer(id)
+	}
 	for _, ext := range []string{extApproved, extDenied} {
 		data, err := os.ReadFile(q.path(id, ext))
 		if err != nil {
@@ -228,6 +262,10 @@ func (q *Queue) answer(id string) (body []byte, approved, ok bool) {
 // remove deletes the named queue files of id, ignoring absent ones.
 func (q *Queue) remove(id string, exts ...string) {
 	for _, ext := range exts {
+		if q.store != nil {
+			q.store.Remove(id + ext)
+			continue
+		}
 		os.Remove(q.path(id, ext))
 	}
 }
@@ -236,6 +274,9 @@ func (q *Queue) remove(id string, exts ...string) {
 func (q *Queue) has(id string) bool {
 	if !ValidReqID(id) {
 		return false
+	}
+	if q.store != nil {
+		return q.storeHas(id + extRequest)
 	}
 	_, err := os.Lstat(q.path(id, extRequest))
 	return err == nil
@@ -246,6 +287,9 @@ func (q *Queue) has(id string) bool {
 // can tell a request whose server is gone (see held). The lock goes with
 // the process, however it ends.
 func (q *Queue) hold(id string) (release func(), err error) {
+	if q.store != nil {
+		return q.store.Hold(id)
+	}
 	f, err := os.Open(q.path(id, extRequest))
 	if err != nil {
 		return func() {}, err
@@ -260,6 +304,9 @@ func (q *Queue) hold(id string) (release func(), err error) {
 // held reports whether a live Go pairing server holds {id}.json (a Perl
 // server never does).
 func (q *Queue) held(id string) bool {
+	if q.store != nil {
+		return q.store.Held(id)
+	}
 	f, err := os.Open(q.path(id, extRequest))
 	if err != nil {
 		return false
@@ -279,6 +326,12 @@ func flock(f *os.File, how int) error {
 // answered reports whether id already has an approval or a denial.
 func (q *Queue) answered(id string) (string, bool) {
 	for _, ext := range []string{extApproved, extDenied} {
+		if q.store != nil {
+			if q.storeHas(id + ext) {
+				return strings.TrimPrefix(ext, "."), true
+			}
+			continue
+		}
 		if _, err := os.Lstat(q.path(id, ext)); err == nil {
 			return strings.TrimPrefix(ext, "."), true
 		}

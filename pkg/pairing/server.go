@@ -214,8 +214,17 @@ func (s *Server) await(ctx context.Context, conn net.Conn, br *bufio.Reader, req
 
 	window := time.NewTimer(s.window())
 	defer window.Stop()
-	tick := time.NewTicker(s.pollInterval())
-	defer tick.Stop()
+	// A shared queue (etcd) signals answers through a watch, started before
+	// the first look so none is missed; the directory is polled.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	changed := s.Queue.watch(watchCtx, req.ID)
+	var tickC <-chan time.Time
+	if changed == nil {
+		tick := time.NewTicker(s.pollInterval())
+		defer tick.Stop()
+		tickC = tick.C
+	}
 	for {
 		// Files go before the answer does, so an agent that has its answer
 		// never sees its request still queued.
@@ -235,7 +244,8 @@ func (s *Server) await(ctx context.Context, conn net.Conn, br *bufio.Reader, req
 			return
 		}
 		select {
-		case <-tick.C:
+		case <-tickC:
+		case <-changed:
 		case <-window.C:
 			s.Queue.remove(req.ID, extRequest)
 			s.send(conn, deniedBody(ReasonTimeout))

@@ -2,8 +2,8 @@
 // shared state lives (issue 13): the files under /var/lib/ctrl-exec (the
 // default, byte-compatible with Perl 0.8.4, through pkg/locks,
 // pkg/runstore and pkg/registry unchanged) or etcd (pkg/etcdstate), chosen
-// by ctrl-exec.conf's state_backend: locks, runs, the agent registry and
-// the CA serial counter.
+// by ctrl-exec.conf's state_backend: locks, runs, the agent registry, the
+// CA serial counter and the pairing queue.
 package state
 
 import (
@@ -16,6 +16,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pairing"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
@@ -73,7 +74,10 @@ type Backend struct {
 	// Serials is the CA serial counter shared by the nodes; nil for files
 	// (ca.serial under flock is the counter).
 	Serials pki.SerialCounter
-	close   func() error
+	// PairingQueue is the shared pairing queue; nil for files (the
+	// directory /var/lib/ctrl-exec/pairing).
+	PairingQueue pairing.QueueStore
+	close        func() error
 }
 
 // RegistryIn is the registry for code that reads registry_dir: that
@@ -83,6 +87,14 @@ func (b *Backend) RegistryIn(dir string) *registry.Registry {
 		return registry.New(dir)
 	}
 	return b.Registry
+}
+
+// Queue is the pairing queue: dir (the files), or the shared one.
+func (b *Backend) Queue(dir string, now func() time.Time) *pairing.Queue {
+	if b == nil || b.PairingQueue == nil {
+		return pairing.NewQueue(dir, now)
+	}
+	return pairing.NewQueueStore(b.PairingQueue, now)
 }
 
 // Close lets go of the backend's connection (etcd: its locks' lease).
@@ -127,12 +139,13 @@ func EtcdConfig(conf *config.Control) etcdstate.Config {
 // Etcd is the backend on an open etcd client; Close closes the client.
 func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
 	return &Backend{
-		Name:     "etcd",
-		Locks:    etcdLocks{etcdstate.Locks{C: c}},
-		Runs:     &etcdstate.Runs{C: c, Now: now},
-		Registry: registry.NewStore(etcdstate.Registry{C: c}),
-		Serials:  etcdstate.Serials{C: c},
-		close:    c.Close,
+		Name:         "etcd",
+		Locks:        etcdLocks{etcdstate.Locks{C: c}},
+		Runs:         &etcdstate.Runs{C: c, Now: now},
+		Registry:     registry.NewStore(etcdstate.Registry{C: c}),
+		Serials:      etcdstate.Serials{C: c},
+		PairingQueue: etcdstate.Queue{C: c, Now: now},
+		close:        c.Close,
 	}
 }
 

@@ -109,7 +109,6 @@ Exit status: 0; 255 if there is no such request.`,
 // at /etc/ctrl-exec, as upstream's approve.
 func (e *env) approver(c *cli.Context) (*pairing.Approver, error) {
 	a := &pairing.Approver{
-		Queue:        pairing.NewQueue(e.paths.PairingDir(), e.now),
 		CA:           pki.CAFilesIn(e.paths.ConfDir()),
 		CtrlExecCert: e.paths.CtrlExecCert(),
 		CertDays:     pairingCertDays(c.String("config"), e),
@@ -121,6 +120,7 @@ func (e *env) approver(c *cli.Context) (*pairing.Approver, error) {
 		return nil, err
 	}
 	a.Registry = reg
+	a.Queue = e.state.Queue(e.paths.PairingDir(), e.now) // e.state nil: the files
 	if e.state != nil {
 		a.Serials = e.state.Serials
 	}
@@ -194,7 +194,10 @@ type requestJSON struct {
 }
 
 func listRequests(e *env, c *cli.Context) error {
-	reqs, err := pairing.NewQueue(e.paths.PairingDir(), e.now).List()
+	if _, err := e.registry(c.String("config")); err != nil { // opens the backend
+		return err
+	}
+	reqs, err := e.state.Queue(e.paths.PairingDir(), e.now).List()
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
@@ -270,8 +273,8 @@ func runPairingMode(e *env, c *cli.Context) error {
 	stopCheckLoop := startCheckLoop(ctx, e, conf)
 	defer stopCheckLoop()
 
-	queue := pairing.NewQueue(e.paths.PairingDir(), e.now)
-	if err := os.MkdirAll(queue.Dir, 0o770); err != nil {
+	queue := backend.Queue(e.paths.PairingDir(), e.now)
+	if err := os.MkdirAll(e.paths.PairingDir(), 0o770); err != nil {
 		return cliapp.Fatalf("Cannot create pairing queue directory: %v", err)
 	}
 	queue.ExpireStale()
