@@ -40,6 +40,7 @@ func etcdControls(t *testing.T, cl *etcdtest.Cluster, n int) []*Root {
 // through node B; its serial came from the shared counter; nothing of it
 // is left in A's registry directory.
 func TestEtcdRegistryAcrossNodes(t *testing.T) {
+	t.Parallel()
 	cl := etcdtest.Start(t, 1)
 	nodes := etcdControls(t, cl, 2)
 	a, b := nodes[0], nodes[1]
@@ -85,6 +86,7 @@ func TestEtcdRegistryAcrossNodes(t *testing.T) {
 // watch (its queue poll is set to an hour) and delivers it; the agent
 // paired this way runs from B.
 func TestEtcdPairingAcrossNodes(t *testing.T) {
+	t.Parallel()
 	cl := etcdtest.Start(t, 1)
 	nodes := etcdControls(t, cl, 2)
 	a, b := nodes[0], nodes[1]
