@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate/etcdtest"
@@ -122,5 +125,52 @@ func TestEtcdPairingAcrossNodes(t *testing.T) {
 	}
 	if reqs := listRequests(t, a); len(reqs) != 0 {
 		t.Errorf("queue after the denial: %+v", reqs)
+	}
+}
+
+// state import moves a single host's files (a Perl-style registry record
+// and ca.serial) into etcd, idempotently, with a dry run that changes
+// nothing; state export writes them into another node's files.
+func TestEtcdStateImportExport(t *testing.T) {
+	t.Parallel()
+	cl := etcdtest.Start(t, 1)
+	nodes := etcdControls(t, cl, 2)
+	a, b := nodes[0], nodes[1]
+	rec := `{"hostname":"perl-01","ip":"10.0.0.5","paired":"2025-01-01T00:00:00Z","expiry":"Jan  1 00:00:00 2027 GMT","reqid":"ab12","dispatcher_serial":"","serial_status":"unknown","serial_broadcast":"","serial_confirmed":""}`
+	a.WriteFile("/var/lib/ctrl-exec/agents/perl-01.json", rec, 0o644)
+	a.WriteFile("/etc/ctrl-exec/ca.serial", "2A\n", 0o600)
+
+	dry := a.MustRun("ctrl-exec", "state", "import", "--dry-run").Stdout
+	if want := "would agents/perl-01: add\nwould ca/serial: raise to 2A\n"; dry != want {
+		t.Errorf("import --dry-run printed %q, want %q", dry, want)
+	}
+	if out := b.MustRun("ctrl-exec", "list-agents").Stdout; strings.Contains(out, "perl-01") {
+		t.Fatalf("the dry run imported:\n%s", out)
+	}
+	if out := a.MustRun("ctrl-exec", "state", "import").Stdout; out != "agents/perl-01: add\nca/serial: raise to 2A\n" {
+		t.Errorf("import printed %q", out)
+	}
+	if out := a.MustRun("ctrl-exec", "state", "import").Stdout; out != "nothing to change\n" {
+		t.Errorf("second import printed %q, want nothing to change", out)
+	}
+	if out := b.MustRun("ctrl-exec", "list-agents").Stdout; !strings.Contains(out, "perl-01") {
+		t.Errorf("B does not list the imported agent:\n%s", out)
+	}
+
+	b.WriteFile("/etc/ctrl-exec/ca.serial", "05\n", 0o600)
+	if out := b.MustRun("ctrl-exec", "state", "export").Stdout; out != "agents/perl-01: add\nca/serial: raise to 2A\n" {
+		t.Errorf("export printed %q", out)
+	}
+	if got := b.ReadFile("/etc/ctrl-exec/ca.serial"); got != "2A\n" {
+		t.Errorf("B's ca.serial after export: %q", got)
+	}
+	var got, want map[string]any
+	json.Unmarshal([]byte(b.ReadFile("/var/lib/ctrl-exec/agents/perl-01.json")), &got)
+	json.Unmarshal([]byte(rec), &want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("exported record (-want +got):\n%s", diff)
+	}
+	if out := b.MustRun("ctrl-exec", "state", "export").Stdout; out != "nothing to change\n" {
+		t.Errorf("second export printed %q", out)
 	}
 }

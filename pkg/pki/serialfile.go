@@ -122,3 +122,46 @@ func (s *serialFile) write(n *big.Int) error {
 	}
 	return nil
 }
+
+// LastSerial is the serial recorded in ca.serial at path; ok false when the
+// file is absent or empty.
+func LastSerial(path string) (n *big.Int, ok bool, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read CA serial file: %w", err)
+	}
+	if strings.TrimSpace(string(data)) == "" {
+		return nil, false, nil
+	}
+	n, err = ParseSerialFile(data)
+	if err != nil {
+		return nil, false, fmt.Errorf("CA serial file %s: %w", path, err)
+	}
+	return n, true, nil
+}
+
+// RaiseSerial records n in ca.serial at path, under its lock, unless the
+// file already holds n or more (so no serial up to n is issued again).
+func RaiseSerial(path string, n *big.Int) (changed bool, err error) {
+	err = withSerialLock(path, func(sf *serialFile) error {
+		data, err := io.ReadAll(io.NewSectionReader(sf.f, 0, 1<<20))
+		if err != nil {
+			return fmt.Errorf("read CA serial file %s: %w", path, err)
+		}
+		if strings.TrimSpace(string(data)) != "" {
+			last, err := ParseSerialFile(data)
+			if err != nil {
+				return fmt.Errorf("CA serial file %s: %w", path, err)
+			}
+			if last.Cmp(n) >= 0 {
+				return nil
+			}
+		}
+		changed = true
+		return sf.write(n)
+	})
+	return changed, err
+}

@@ -96,6 +96,7 @@ func newApp(e *env) *cli.App {
 			serialStatusCommand(e),
 			discoverCommand(e),
 			rerunCommand(e),
+			stateCommand(e),
 		},
 	}
 	app.Commands = append(app.Commands, completion.Command(app,
@@ -129,7 +130,7 @@ Modes:
   deny <reqid>              setup-ca                 setup-ctrl-exec
   list-agents               list-locks               unpair <hostname>
   rotate-cert               serial-status            completion bash|zsh|fish
-  discover [<host>...]      rerun <reqid>
+  discover [<host>...]      rerun <reqid>            state import|export
 
 Options: --config <path> --json --port <n> --username <name> --token <token> --force
 Fleet:   --tag <key=glob> --ndjson --max-concurrency <n|n%> --max-errors <n|n%>
