@@ -141,3 +141,37 @@ func TestSerialsUniqueAcrossNodes(t *testing.T) {
 func certWithSerial(n int) *x509.Certificate {
 	return &x509.Certificate{SerialNumber: big.NewInt(int64(n))}
 }
+
+// Two nodes campaign for one role: exactly one leads; when it stops, the
+// other takes over.
+func TestElectionOneLeaderThenTakeover(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	a := open(t, cl.Endpoints()).Elect("rotation")
+	defer a.Stop()
+	b := open(t, cl.Endpoints()).Elect("rotation")
+	defer b.Stop()
+	waitFor(t, "a leader", func() bool { return a.Leading() || b.Leading() })
+	if a.Leading() && b.Leading() {
+		t.Fatal("both nodes lead")
+	}
+	leader, other := a, b
+	if b.Leading() {
+		leader, other = b, a
+	}
+	leader.Stop()
+	waitFor(t, "the other node to take over", other.Leading)
+	if leader.Leading() {
+		t.Error("the stopped node still leads")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 20s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -22,6 +22,10 @@ type Loop struct {
 	Rotator   *Rotator
 	FirstPass time.Duration // delay before the first pass; 0 means DefaultFirstPass
 	Interval  time.Duration // between passes (cert_check_interval); 0 means 4 hours
+	// Leading, if set, says whether this node may run a pass now (the etcd
+	// backend's election): a node that does not lead skips its passes,
+	// and the first pass it leads is a first pass.
+	Leading func() bool
 }
 
 // Run checks until ctx ends. The first pass checks and rotates, broadcasts
@@ -37,13 +41,23 @@ func (l *Loop) Run(ctx context.Context) {
 	if !sleep(ctx, first) {
 		return
 	}
-	l.firstPass(ctx)
 	interval := l.Interval
 	if interval <= 0 {
 		interval = config.DefaultCertCheckInterval * time.Second
 	}
-	for sleep(ctx, interval) {
-		l.pass(ctx)
+	didFirst := false
+	for {
+		switch {
+		case l.Leading != nil && !l.Leading():
+		case !didFirst:
+			l.firstPass(ctx)
+			didFirst = true
+		default:
+			l.pass(ctx)
+		}
+		if !sleep(ctx, interval) {
+			return
+		}
 	}
 }
 

@@ -77,6 +77,8 @@ type Backend struct {
 	// PairingQueue is the shared pairing queue; nil for files (the
 	// directory /var/lib/ctrl-exec/pairing).
 	PairingQueue pairing.QueueStore
+	client       *etcdstate.Client
+	elections    []*etcdstate.Election
 	close        func() error
 }
 
@@ -97,10 +99,25 @@ func (b *Backend) Queue(dir string, now func() time.Time) *pairing.Queue {
 	return pairing.NewQueueStore(b.PairingQueue, now)
 }
 
+// Elect campaigns for name among every node of the etcd backend and
+// returns whether this process leads now; nil with files, where each
+// process runs what it is configured to run, as before.
+func (b *Backend) Elect(name string) (leading func() bool) {
+	if b == nil || b.client == nil {
+		return nil
+	}
+	e := b.client.Elect(name)
+	b.elections = append(b.elections, e)
+	return e.Leading
+}
+
 // Close lets go of the backend's connection (etcd: its locks' lease).
 func (b *Backend) Close() error {
 	if b == nil || b.close == nil {
 		return nil
+	}
+	for _, e := range b.elections {
+		e.Stop()
 	}
 	return b.close()
 }
@@ -145,6 +162,7 @@ func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
 		Registry:     registry.NewStore(etcdstate.Registry{C: c}),
 		Serials:      etcdstate.Serials{C: c},
 		PairingQueue: etcdstate.Queue{C: c, Now: now},
+		client:       c,
 		close:        c.Close,
 	}
 }

@@ -13,8 +13,9 @@ import (
 
 // startRotationLoop runs the control-host certificate rotation check loop
 // (§15.2.1) inside the API when ctrl-exec.conf sets api_rotation_loop (D-24);
-// by default only pairing-mode runs it. Enable it on one node of an HA pair
-// only: two loops sharing one CA would each rotate and broadcast.
+// by default only pairing-mode runs it. With files, enable it on one node of
+// an HA pair only: two loops sharing one CA would each rotate and
+// broadcast; with etcd the nodes elect one loop to run at a time.
 //
 // The loop logs with the API's ident. It returns a function that stops the
 // loop and waits for it; serve calls it before logging api-stop. Test knobs
@@ -37,5 +38,6 @@ func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, session
 		Rotator:   r,
 		FirstPass: rotation.FirstPassFromEnv(),
 		Interval:  time.Duration(cfg.CertCheckInterval) * time.Second,
+		Leading:   b.Elect("rotation"), // etcd: one node's loop at a time
 	})
 }

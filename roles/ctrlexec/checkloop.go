@@ -24,6 +24,7 @@ func startCheckLoop(ctx context.Context, e *env, conf *config.Control) (stop fun
 		Rotator:   newRotator(e, conf),
 		FirstPass: rotation.FirstPassFromEnv(),
 		Interval:  time.Duration(conf.CertCheckInterval) * time.Second,
+		Leading:   e.state.Elect("rotation"), // etcd: one node's loop at a time
 	})
 }
 
