@@ -39,14 +39,16 @@ func etcdControls(t *testing.T, cl *etcdtest.Cluster, n int) []*Root {
 	return nodes
 }
 
-// An agent paired through node A is listed by, runs from and is unpaired
-// through node B; its serial came from the shared counter; nothing of it
-// is left in A's registry directory.
+// An agent paired through node A is listed by, runs from (with
+// agent_identity = strict, which refuses agents B's registry does not know)
+// and is unpaired through node B; its serial came from the shared counter;
+// nothing of it is left in A's registry directory.
 func TestEtcdRegistryAcrossNodes(t *testing.T) {
 	t.Parallel()
 	cl := etcdtest.Start(t, 1)
 	nodes := etcdControls(t, cl, 2)
 	a, b := nodes[0], nodes[1]
+	b.WriteFile("/etc/ctrl-exec/ctrl-exec.conf", b.ReadFile("/etc/ctrl-exec/ctrl-exec.conf")+"agent_identity = strict\n", 0o640)
 	agent := newLifecycleAgents(t, "shared-01")[0]
 	PairAgent(t, a, agent.Root)
 	serve(t, agent)

@@ -99,6 +99,14 @@ func (b *Backend) Queue(dir string, now func() time.Time) *pairing.Queue {
 	return pairing.NewQueueStore(b.PairingQueue, now)
 }
 
+// ShareIdentity points c's agent_identity checks (pkg/agentid) at the
+// shared registry; with files c keeps reading registry_dir.
+func (b *Backend) ShareIdentity(c *dispatch.Client) {
+	if b != nil && b.Name != "files" && c.Identity != nil {
+		c.Identity.Registry = b.Registry
+	}
+}
+
 // Elect campaigns for name among every node of the etcd backend and
 // returns whether this process leads now; nil with files, where each
 // process runs what it is configured to run, as before.

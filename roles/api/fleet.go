@@ -61,6 +61,7 @@ func (f *liveFleet) StoreTags(hostname string, r dispatch.CapResult) error {
 
 func newFleet(cfg *config.Control, b *state.Backend, log zerolog.Logger, now func() time.Time) *liveFleet {
 	c := dispatch.NewClient(cfg, log)
+	b.ShareIdentity(c)
 	c.Now = now
 	// Registered agents past half their certificate's life are renewed
 	// after each /ping batch, before it is answered (§15.1, D-23): the

@@ -25,6 +25,7 @@ func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, session
 		return func() {}
 	}
 	client := dispatch.NewClient(cfg, e.log)
+	b.ShareIdentity(client)
 	client.Sessions = sessions // nil when session_cache = off
 	r := rotation.New(cfg, client, e.log, rotation.ClockFromEnv(e.now))
 	r.Registry, r.Serials = b.RegistryIn(cfg.RegistryDir), b.Serials

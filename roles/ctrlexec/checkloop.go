@@ -34,6 +34,7 @@ func startCheckLoop(ctx context.Context, e *env, conf *config.Control) (stop fun
 // drops them and every user's session cache file.
 func newRotator(e *env, conf *config.Control) *rotation.Rotator {
 	client := dispatch.NewClient(conf, e.log)
+	e.state.ShareIdentity(client) // nil (files) unless the caller opened it
 	if conf.SessionCache {
 		client.Sessions = sessioncache.New(e.now)
 	}

@@ -121,6 +121,11 @@ func loadFanoutSetup(e *env, c *cli.Context) (*fanoutSetup, error) {
 		}
 		ev.Str("MSG", w.Msg).Msg("config-warn")
 	}
+	// Opened now so that a broken etcd setting stops run, ping and
+	// discover before any agent is contacted.
+	if _, err := e.stateBackend(conf.Path, conf); err != nil {
+		return nil, err
+	}
 	return &fanoutSetup{conf: conf, username: c.String("username"), token: c.String("token"), json: c.Bool("json")}, nil
 }
 
@@ -137,6 +142,7 @@ func (s *fanoutSetup) authorise(ctx context.Context, e *env, req authhook.Reques
 // terminal's stderr for more than a handful of hosts.
 func (s *fanoutSetup) client(e *env, c *cli.Context, total int) (*dispatch.Client, *progressLine) {
 	client := dispatch.NewClient(s.conf, e.log)
+	e.state.ShareIdentity(client) // opened by loadFanoutSetup
 	client.Port = c.Int("port")
 	if s.conf.SessionCache {
 		client.Sessions = loadSessions(e)
