@@ -33,6 +33,7 @@ const (
 func NewControl(t testing.TB, hook HookPolicy, extraConf ...string) *Root {
 	t.Helper()
 	ctl := NewRoot(t, "")
+	giveKeys(t, ctl, 3) // the CA's, the ctrl-exec cert's, one rotation's
 	ctl.MustRun("ctrl-exec", "setup-ca")
 	ctl.MustRun("ctrl-exec", "setup-ctrl-exec")
 	conf := []string{
@@ -63,6 +64,7 @@ type AgentHost struct {
 func NewAgent(t testing.TB, hostname string) *AgentHost {
 	t.Helper()
 	a := &AgentHost{Root: NewRoot(t, hostname), Port: FreePort(t)}
+	giveKeys(t, a.Root, 1) // for request-pairing
 	a.WriteFile("/etc/ctrl-exec-agent/agent.conf", fmt.Sprintf(
 		"port = %d\ncert = %s\nkey = %s\nca = %s\n", a.Port,
 		a.Path("/etc/ctrl-exec-agent/agent.crt"),

@@ -71,7 +71,7 @@ func (r *Root) Env() []string {
 		"USER=tester",
 		"CTRL_EXEC_ROOT=" + r.Dir,
 		"CTRL_EXEC_LOG=" + r.LogFile,
-		"CTRL_EXEC_TEST_KEY_BITS=1024",
+		"CTRL_EXEC_TEST_KEY_BITS=2048", // test build only; see giveKeys
 		raceEnv,
 	}
 	if r.Hostname != "" {

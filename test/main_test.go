@@ -20,6 +20,9 @@ import (
 // binDir holds the built binary and its role symlinks for the whole run.
 var binDir string
 
+// releaseTags are the build tags of make build.
+const releaseTags = "urfave_cli_no_docs"
+
 // Names the binary answers to (SPEC §1.1).
 var roleNames = []string{
 	"ctrl-exec", "ctrl-exec-dispatcher", "ced",
@@ -53,7 +56,9 @@ func TestMain(m *testing.M) {
 	code := func() int {
 		defer os.RemoveAll(dir)
 		bin := filepath.Join(dir, "ctrl-exec-multicall")
-		args := []string{"build", "-tags", "urfave_cli_no_docs", "-o", bin} // as make build
+		// As make build, plus the tag that lets the tests shorten key
+		// generation and timeouts (pkg/testknobs).
+		args := []string{"build", "-tags", releaseTags + ",ctrlexec_testknobs", "-o", bin}
 		if raceEnabled {
 			args = append(args, "-race") // the real binary runs under the race detector too
 		}

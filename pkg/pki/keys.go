@@ -12,29 +12,38 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/testknobs"
 )
 
 // DefaultKeyBits is the RSA key size of every key ctrl-exec generates.
 const DefaultKeyBits = 4096
 
-// KeyBitsEnv names the test knob read by KeyBitsFromEnv.
-const KeyBitsEnv = "CTRL_EXEC_TEST_KEY_BITS"
+// MinKeyBits is the smallest RSA key any signing path accepts (D-35).
+const MinKeyBits = 2048
 
-// KeyBitsFromEnv returns the RSA key size to generate: DefaultKeyBits unless
-// $CTRL_EXEC_TEST_KEY_BITS holds a size from 1024 to 4096.
-//
-// This is a test knob, not an operator setting: end-to-end tests set it so that
-// setup-ca, setup-ctrl-exec and pairing do not spend seconds on 4096-bit keys.
+// KeyBitsFromEnv returns the RSA key size to generate: DefaultKeyBits, or in
+// a test build (pkg/testknobs) $CTRL_EXEC_TEST_KEY_BITS when it holds a size
+// from MinKeyBits to 4096, so that the end-to-end tests do not spend seconds
+// on 4096-bit keys. The released binary ignores the variable.
 func KeyBitsFromEnv() int {
-	n, err := strconv.Atoi(os.Getenv(KeyBitsEnv))
-	if err != nil || n < 1024 || n > 4096 {
+	n, err := strconv.Atoi(testknobs.Lookup(testknobs.KeyBits))
+	if err != nil || n < MinKeyBits || n > 4096 {
 		return DefaultKeyBits
 	}
 	return n
 }
 
-// GenerateKey returns a new RSA key of the given size.
+// GenerateKey returns a new RSA key of the given size. A test build may take
+// it from the test suite's pool of pre-generated keys instead.
 func GenerateKey(bits int) (*rsa.PrivateKey, error) {
+	if testknobs.Enabled {
+		if pooled, err := ParseKeyPEM(testknobs.ClaimPooledKey(bits)); err == nil {
+			if key, ok := pooled.(*rsa.PrivateKey); ok && key.N.BitLen() == bits {
+				return key, nil
+			}
+		}
+	}
 	key, err := rsa.GenerateKey(rand.Reader, bits)
 	if err != nil {
 		return nil, fmt.Errorf("generate %d-bit RSA key: %w", bits, err)

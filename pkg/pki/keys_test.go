@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/testknobs"
 )
 
 func TestKeyBitsFromEnv(t *testing.T) {
@@ -18,14 +19,18 @@ func TestKeyBitsFromEnv(t *testing.T) {
 		env  string
 		want int
 	}{
-		{"", 4096}, {"1024", 1024}, {"2048", 2048}, {"4096", 4096},
-		{"512", 4096}, {"8192", 4096}, {"big", 4096}, {" 2048", 4096},
+		{"", 4096}, {"2048", 2048}, {"3072", 3072}, {"4096", 4096},
+		{"1024", 4096}, {"2047", 4096}, {"8192", 4096}, {"big", 4096}, {" 2048", 4096},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
-			t.Setenv(pki.KeyBitsEnv, tt.env)
-			if got := pki.KeyBitsFromEnv(); got != tt.want {
-				t.Errorf("KeyBitsFromEnv() with %q = %d, want %d", tt.env, got, tt.want)
+			t.Setenv(testknobs.KeyBits, tt.env)
+			want := tt.want
+			if !testknobs.Enabled {
+				want = pki.DefaultKeyBits // a release build ignores the knob
+			}
+			if got := pki.KeyBitsFromEnv(); got != want {
+				t.Errorf("KeyBitsFromEnv() with %q = %d, want %d", tt.env, got, want)
 			}
 		})
 	}

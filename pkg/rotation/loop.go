@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/testknobs"
 )
 
 // DefaultFirstPass is how long after start the loop first checks (§15.2.1),
@@ -153,34 +153,18 @@ func Start(ctx context.Context, l Loop) (stop func()) {
 	}
 }
 
-// Test knobs, read by the roles at their edge. They exist so end-to-end tests
-// can drive the loop and the overlap window in seconds; operators have no
-// use for them.
-const (
-	// TestFirstPassEnv (a Go duration, e.g. "200ms") replaces the 5 s
-	// delay before the loop's first pass.
-	TestFirstPassEnv = "CTRL_EXEC_TEST_CHECK_DELAY"
-	// TestNowEnv (an ISO time, e.g. "2030-01-01T00:00:00Z") sets the clock
-	// of rotation and the check loop: it reads that time when the process
-	// starts and advances normally from there. Renewal and signing during
-	// pings are not affected.
-	TestNowEnv = "CTRL_EXEC_TEST_NOW"
-)
-
-// FirstPassFromEnv is the first-pass delay: $CTRL_EXEC_TEST_CHECK_DELAY when
-// it holds a positive duration, else DefaultFirstPass.
+// FirstPassFromEnv is the first-pass delay: DefaultFirstPass, or in a test
+// build $CTRL_EXEC_TEST_CHECK_DELAY when it holds a positive duration.
 func FirstPassFromEnv() time.Duration {
-	d, err := time.ParseDuration(os.Getenv(TestFirstPassEnv))
-	if err != nil || d <= 0 {
-		return DefaultFirstPass
-	}
-	return d
+	return testknobs.Duration(testknobs.CheckDelay, DefaultFirstPass)
 }
 
-// ClockFromEnv returns real, or when $CTRL_EXEC_TEST_NOW holds an ISO time,
-// a clock that starts at that time and runs at real speed.
+// ClockFromEnv returns real, or in a test build when $CTRL_EXEC_TEST_NOW
+// holds an ISO time, a clock that starts at that time and runs at real
+// speed. It sets the clock of rotation and the check loop; renewal and
+// signing during pings are not affected.
 func ClockFromEnv(real func() time.Time) func() time.Time {
-	start, err := time.Parse("2006-01-02T15:04:05Z", os.Getenv(TestNowEnv))
+	start, err := time.Parse("2006-01-02T15:04:05Z", testknobs.Lookup(testknobs.Now))
 	if err != nil {
 		return real
 	}

@@ -18,8 +18,8 @@ import (
 // broadcast; with etcd the nodes elect one loop to run at a time.
 //
 // The loop logs with the API's ident. It returns a function that stops the
-// loop and waits for it; serve calls it before logging api-stop. Test knobs
-// as in pairing-mode: $CTRL_EXEC_TEST_CHECK_DELAY, $CTRL_EXEC_TEST_NOW.
+// loop and waits for it; serve calls it before logging api-stop. Test builds
+// read the knobs pairing-mode reads: $CTRL_EXEC_TEST_CHECK_DELAY, $CTRL_EXEC_TEST_NOW.
 func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, sessions *sessioncache.Cache, b *state.Backend) (stop func()) {
 	if !cfg.APIRotationLoop {
 		return func() {}

@@ -17,8 +17,8 @@ import (
 // waits for it to end (safe to call more than once; B-9: the loop never
 // outlives pairing-mode).
 //
-// Test knobs (end-to-end tests only): $CTRL_EXEC_TEST_CHECK_DELAY replaces
-// the 5 s, $CTRL_EXEC_TEST_NOW sets the loop's clock (see pkg/rotation).
+// Test builds only (pkg/testknobs): $CTRL_EXEC_TEST_CHECK_DELAY replaces the
+// 5 s, $CTRL_EXEC_TEST_NOW sets the loop's clock (see pkg/rotation).
 func startCheckLoop(ctx context.Context, e *env, conf *config.Control) (stop func()) {
 	return rotation.Start(ctx, rotation.Loop{
 		Rotator:   newRotator(e, conf),

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -22,18 +21,11 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pairing"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/testknobs"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
 const defaultPairingPort = 7444
-
-// Test-only knobs: end-to-end tests shorten the agent's wait window and the
-// queue poll of pairing-mode with Go durations ("3s", "100ms"). They are not
-// operator settings and are not documented to operators.
-const (
-	envTestPairingWindow = "CTRL_EXEC_TEST_PAIRING_WINDOW"
-	envTestPairingPoll   = "CTRL_EXEC_TEST_PAIRING_POLL"
-)
 
 func pairingModeCommand(e *env) *cli.Command {
 	return &cli.Command{
@@ -240,15 +232,6 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// testDuration reads a test-only duration knob; def when unset or invalid.
-func testDuration(name string, def time.Duration) time.Duration {
-	d, err := time.ParseDuration(os.Getenv(name))
-	if err != nil || d <= 0 {
-		return def
-	}
-	return d
-}
-
 func runPairingMode(e *env, c *cli.Context) error {
 	conf, warns, err := config.LoadControl(c.String("config"), e.paths)
 	if err != nil {
@@ -322,12 +305,14 @@ func runPairingMode(e *env, c *cli.Context) error {
 	}
 
 	answered := make(chan struct{}, 1)
+	// Only a test build (pkg/testknobs) lets the end-to-end tests shorten
+	// the poll and the agent's wait window.
 	srv := &pairing.Server{
 		Queue:        queue,
 		Registry:     reg,
 		MaxQueue:     conf.PairingMaxQueue,
-		PollInterval: testDuration(envTestPairingPoll, pairing.DefaultPollInterval),
-		Window:       testDuration(envTestPairingWindow, pairing.DefaultWindow),
+		PollInterval: testknobs.Duration(testknobs.PairingPoll, pairing.DefaultPollInterval),
+		Window:       testknobs.Duration(testknobs.PairingWindow, pairing.DefaultWindow),
 		Now:          e.now,
 		Log:          e.log,
 		Out:          out,
