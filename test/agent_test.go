@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -43,24 +44,18 @@ type agentTestCerts struct {
 func issueAgentCerts(t *testing.T, ctlRoot, agentRoot *Root) agentTestCerts {
 	t.Helper()
 	now := time.Now()
-	ca, err := pki.CreateCA(pki.CAFilesIn(ctlRoot.Path("/etc/ctrl-exec")), 1024, now)
+	ca, err := pki.CreateCAWithKey(pki.CAFilesIn(ctlRoot.Path("/etc/ctrl-exec")), pkitest.Key(t, testKeyBits, 0), now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctlKey, ctlCert := ctlRoot.Path("/etc/ctrl-exec/ctrl-exec.key"), ctlRoot.Path("/etc/ctrl-exec/ctrl-exec.crt")
-	cert, err := ca.IssueCtrlExecCert(ctlKey, ctlCert, 1024, 825, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := issueCtrlExecCert(t, ca, pkitest.Key(t, testKeyBits, 1), ctlKey, ctlCert, now)
 	control, err := tls.LoadX509KeyPair(ctlCert, ctlKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	key, err := pki.GenerateKey(1024)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := pkitest.Key(t, testKeyBits, 2)
 	csr, err := pki.CreateCSR(key, agentRoot.Hostname)
 	if err != nil {
 		t.Fatal(err)
@@ -90,10 +85,7 @@ func (c agentTestCerts) clientCertWithSerial(t *testing.T, serial int64) tls.Cer
 	if err := os.WriteFile(c.ca.Files.Serial, pki.FormatSerialFile(big.NewInt(serial-1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key, err := pki.GenerateKey(1024)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := pkitest.Key(t, testKeyBits, 3)
 	csr, err := pki.CreateCSR(key, "ctrl-exec")
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 )
 
 // apiControl is a control host with a CA, a ctrl-exec certificate and a
@@ -39,7 +40,7 @@ type apiOptions struct {
 	hook      bool     // install apiTestHook as auth_hook (else api_auth_default decides)
 	allow     bool     // api_auth_default = allow
 	extraConf []string // more key = value lines
-	bits      int      // RSA size of every key; 0 = 1024
+	bits      int      // RSA size of every key; 0 = testKeyBits
 }
 
 // apiTestHook records each call and denies when the token says so: a token
@@ -61,16 +62,13 @@ func newAPIControl(t testing.TB, opts apiOptions) *apiControl {
 	now := time.Now()
 	bits := opts.bits
 	if bits == 0 {
-		bits = 1024
+		bits = testKeyBits
 	}
-	ca, err := pki.CreateCA(pki.CAFilesIn(r.Path("/etc/ctrl-exec")), bits, now)
+	ca, err := pki.CreateCAWithKey(pki.CAFilesIn(r.Path("/etc/ctrl-exec")), pkitest.Key(t, bits, 0), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.IssueCtrlExecCert(r.Path("/etc/ctrl-exec/ctrl-exec.key"), r.Path("/etc/ctrl-exec/ctrl-exec.crt"), bits, 825, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := issueCtrlExecCert(t, ca, pkitest.Key(t, bits, 1), r.Path("/etc/ctrl-exec/ctrl-exec.key"), r.Path("/etc/ctrl-exec/ctrl-exec.crt"), now)
 	c := &apiControl{t: t, root: r, ca: ca, ctrlCert: cert, bits: bits, port: FreePort(t), hookLog: r.Path("/hook.log"), spec: loadAPISpec(t)}
 	r.ExtraEnv = append(r.ExtraEnv, "API_HOOK_LOG="+c.hookLog)
 	conf := []string{
@@ -258,10 +256,7 @@ func (c *apiControl) startAgent(name string, extraScripts ...string) *apiAgent {
 	t := c.t
 	r := NewRoot(t, name)
 	a := &apiAgent{root: r, name: name, port: FreePort(t)}
-	key, err := pki.GenerateKey(c.bits)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := pkitest.Key(t, c.bits, 2) // agents differ by certificate, not key
 	csr, err := pki.CreateCSR(key, name)
 	if err != nil {
 		t.Fatal(err)

@@ -157,7 +157,7 @@ func TestRotateFleet50(t *testing.T) {
 		t.Skip("fifty agent processes")
 	}
 	t.Parallel()
-	f := newRotationFleet(t, 50, 1024, loopbackName)
+	f := newRotationFleet(t, 50, 2048, loopbackName)
 	f.rotate(t)
 	if _, err := os.Stat(f.ctl.Path("/etc/ctrl-exec/ctrl-exec.crt.prev")); err == nil {
 		t.Error(".prev kept although no agent is pending")

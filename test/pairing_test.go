@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -556,10 +557,7 @@ func TestPairingRejectsBadRequests(t *testing.T) {
 	t.Parallel()
 	ctl := NewControl(t, NoHook)
 	_, port := StartPairingMode(t, ctl)
-	key, err := pki.GenerateKey(1024)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := pkitest.Key(t, testKeyBits, 0)
 	csr := func(cn string) string {
 		b, err := pki.CreateCSR(key, cn)
 		if err != nil {
@@ -567,25 +565,33 @@ func TestPairingRejectsBadRequests(t *testing.T) {
 		}
 		return string(b)
 	}
+	weak, err := pki.CreateCSR(pkitest.Key(t, 1024, 0), "raw-01")
+	if err != nil {
+		t.Fatal(err)
+	}
 	body := func(host, csr string) string {
 		return string(wire.JSON(map[string]string{"hostname": host, "csr": csr, "nonce": pki.NewNonce()}))
 	}
 	good := csr("raw-01")
 	broken := strings.Replace(good, good[100:110], "AAAAAAAAAA", 1) // signature no longer verifies, or DER broken
-	tests := []struct{ name, body, logPart string }{
-		{"malformed CSR", body("raw-01", "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n"), "Invalid CSR format"},
-		{"tampered CSR", body("raw-01", broken), "CSR"},
-		{"CN differs from hostname", body("raw-01", csr("somebody-else")), "CSR is for 'somebody-else' but the agent claims to be 'raw-01'"},
-		{"hostname ../x", body("../x", csr("../x")), "not a valid agent hostname"},
-		{"not JSON", "hostname=raw-01", "not a JSON object"},
-		{"JSON array", "[]", "not a JSON object"},
+	const invalid = "invalid-request"
+	tests := []struct{ name, body, reason, logPart string }{
+		{"malformed CSR", body("raw-01", "-----BEGIN CERTIFICATE REQUEST-----\nnot base64\n-----END CERTIFICATE REQUEST-----\n"), invalid, "Invalid CSR format"},
+		{"tampered CSR", body("raw-01", broken), invalid, "CSR"},
+		{"CN differs from hostname", body("raw-01", csr("somebody-else")), invalid, "CSR is for 'somebody-else' but the agent claims to be 'raw-01'"},
+		{"hostname ../x", body("../x", csr("../x")), invalid, "not a valid agent hostname"},
+		{"not JSON", "hostname=raw-01", invalid, "not a JSON object"},
+		{"JSON array", "[]", invalid, "not a JSON object"},
+		// D-35: never queued for an operator to approve by mistake.
+		{"RSA 1024", body("raw-01", string(weak)), "weak-key", "RSA 1024 bits"},
+		{"second CN", body("raw-01", string(pkitest.CSR(t, key, "somebody-else", "raw-01"))), "multiple-cn", "more than one CN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := rawPairing(t, port, tt.body); got != `{"status":"error","reason":"invalid request"}` {
 				t.Errorf("answer %s", got)
 			}
-			ctl.WaitLog(5*time.Second, "ACTION=pair-reject", "IP=127.0.0.1", "REASON=invalid-request", tt.logPart)
+			ctl.WaitLog(5*time.Second, "ACTION=pair-reject", "IP=127.0.0.1", "REASON="+tt.reason, tt.logPart)
 		})
 	}
 	if reqs := listRequests(t, ctl); len(reqs) != 0 {

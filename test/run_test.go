@@ -18,10 +18,10 @@ import (
 )
 
 // newCLIControl is a control root whose ctrl-exec.conf has the fleet
-// identity (1024-bit keys) and the extra lines.
+// identity (2048-bit keys) and the extra lines.
 func newCLIControl(t *testing.T, extra ...string) (*Root, *fleetPKI) {
 	t.Helper()
-	p := sharedFleetPKI(t, 1024)
+	p := sharedFleetPKI(t, 2048)
 	r := NewRoot(t, "control")
 	p.installControl(t, r.Dir, extra...)
 	return r, p

@@ -36,10 +36,10 @@ var (
 	pkiVal  *testPKI
 )
 
-// sharedPKI builds the package's PKI once (1024 bits: fast, still real RSA).
+// sharedPKI builds the package's PKI once (2048 bits: the smallest size the CA signs).
 func sharedPKI(t testing.TB) *testPKI {
 	t.Helper()
-	pkiOnce.Do(func() { pkiVal = newTestPKI(t, 1024) })
+	pkiOnce.Do(func() { pkiVal = newTestPKI(t, 2048) })
 	if pkiVal == nil {
 		t.Fatal("the shared test PKI could not be built (see the first failure)")
 	}

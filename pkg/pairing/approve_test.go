@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 )
 
@@ -165,6 +166,14 @@ func TestPairingApproveRefusals(t *testing.T) {
 			queueRequest(t, c, "00000000000000d3", "web-01", "not a csr", 0)
 			return "00000000000000d3"
 		}, "Invalid CSR format"},
+		{"RSA 1024 queued by a Perl server (D-35)", func(t *testing.T, c *control) string {
+			queueRequest(t, c, "00000000000000d6", "web-01", string(weakCSR(t, "web-01")), 0)
+			return "00000000000000d6"
+		}, "CSR key is too weak: RSA 1024 bits"},
+		{"two CNs queued by a Perl server (D-35)", func(t *testing.T, c *control) string {
+			queueRequest(t, c, "00000000000000d7", "web-01", string(pkitest.CSR(t, testKey(t, 1), "evil", "web-01")), 0)
+			return "00000000000000d7"
+		}, "CSR subject has more than one CN"},
 		{"no ca.serial", func(t *testing.T, c *control) string {
 			os.Remove(c.approver.CA.Serial)
 			queueRequest(t, c, "00000000000000d4", "web-01", testCSR(t, "web-01"), 0)

@@ -22,7 +22,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
-const testBits = 1024
+const testBits = 2048
 
 // testKey returns the i-th shared test key.
 func testKey(t testing.TB, i int) *rsa.PrivateKey {
@@ -37,6 +37,17 @@ func testCSR(t testing.TB, cn string) string {
 		t.Fatal(err)
 	}
 	return string(csr)
+}
+
+// weakCSR is a CSR for cn from a 1024-bit key, which no signing path may
+// accept (D-35).
+func weakCSR(t testing.TB, cn string) []byte {
+	t.Helper()
+	csr, err := pki.CreateCSR(pkitest.Key(t, 1024, 0), cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
 }
 
 // logBuf collects log lines.

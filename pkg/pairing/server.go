@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -132,7 +133,7 @@ func (s *Server) Handle(ctx context.Context, conn net.Conn, slot *netserve.Slot)
 		err = checkCSR([]byte(sub.CSR), sub.Hostname)
 	}
 	if err != nil {
-		s.refuse(conn, ip, ReasonInvalid, "invalid-request", err)
+		s.refuse(conn, ip, ReasonInvalid, rejectReason(err), err)
 		return
 	}
 
@@ -328,6 +329,20 @@ func (s *Server) ioTimeout() time.Duration {
 		return DefaultIOTimeout
 	}
 	return s.IOTimeout
+}
+
+// rejectReason is the pair-reject REASON for a request that fails its checks:
+// weak-key and multiple-cn name the D-35 refusals, anything else is an
+// invalid request. The agent is told "invalid request" in every case, as
+// upstream's wire has no other reason for a bad request.
+func rejectReason(err error) string {
+	switch {
+	case errors.Is(err, pki.ErrWeakKey):
+		return "weak-key"
+	case errors.Is(err, pki.ErrMultipleCN):
+		return "multiple-cn"
+	}
+	return "invalid-request"
 }
 
 // checkCSR applies the signing checks (§8.1) on receipt, so an operator is

@@ -258,18 +258,22 @@ func TestPairingInvalidRequests(t *testing.T) {
 	port, _ := c.listen(t, srv)
 	good := testCSR(t, "web-05")
 	js := func(v Submission) string { return string(wire.JSON(v)) }
+	const invalid = "invalid-request"
 	tests := []struct {
-		name, request, logPart string
+		name, request, reason, logPart string
 	}{
-		{"not JSON", post("hello"), "body is not a JSON object"},
-		{"JSON array", post("[1,2]"), "not a JSON object"},
-		{"empty body", "POST /pair HTTP/1.0\r\n\r\n", "not a JSON object"},
-		{"missing csr", post(`{"hostname":"web-05"}`), "csr is missing"},
-		{"empty hostname", post(js(Submission{CSR: good})), "hostname is empty"},
-		{"path hostname", post(js(Submission{Hostname: "../x", CSR: testCSR(t, "../x")})), "not a valid agent hostname"},
-		{"malformed CSR", post(js(Submission{Hostname: "web-05", CSR: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"})), "Invalid CSR format"},
-		{"CN differs", post(js(Submission{Hostname: "web-05", CSR: testCSR(t, "other-host")})), "CSR is for 'other-host'"},
-		{"port out of range", post(`{"hostname":"web-05","csr":` + string(wire.JSON(good)) + `,"port":70000}`), "not a port number"},
+		{"not JSON", post("hello"), invalid, "body is not a JSON object"},
+		{"JSON array", post("[1,2]"), invalid, "not a JSON object"},
+		{"empty body", "POST /pair HTTP/1.0\r\n\r\n", invalid, "not a JSON object"},
+		{"missing csr", post(`{"hostname":"web-05"}`), invalid, "csr is missing"},
+		{"empty hostname", post(js(Submission{CSR: good})), invalid, "hostname is empty"},
+		{"path hostname", post(js(Submission{Hostname: "../x", CSR: testCSR(t, "../x")})), invalid, "not a valid agent hostname"},
+		{"malformed CSR", post(js(Submission{Hostname: "web-05", CSR: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"})), invalid, "Invalid CSR format"},
+		{"CN differs", post(js(Submission{Hostname: "web-05", CSR: testCSR(t, "other-host")})), invalid, "CSR is for 'other-host'"},
+		{"port out of range", post(`{"hostname":"web-05","csr":` + string(wire.JSON(good)) + `,"port":70000}`), invalid, "not a port number"},
+		// D-35: the agent is told "invalid request"; the log says why.
+		{"RSA 1024", post(js(Submission{Hostname: "web-05", CSR: string(weakCSR(t, "web-05"))})), "weak-key", "RSA 1024 bits"},
+		{"second CN", post(js(Submission{Hostname: "web-05", CSR: string(pkitest.CSR(t, testKey(t, 1), "evil", "web-05"))})), "multiple-cn", "more than one CN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,7 +281,7 @@ func TestPairingInvalidRequests(t *testing.T) {
 				t.Errorf("answer %s", got)
 			}
 			waitFor(t, "pair-reject line", func() bool {
-				return hasLine(c.log.Lines(), "ACTION=pair-reject", "REASON=invalid-request", tt.logPart)
+				return hasLine(c.log.Lines(), "ACTION=pair-reject", "REASON="+tt.reason, tt.logPart)
 			})
 		})
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 )
 
 var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
@@ -248,6 +249,8 @@ func TestSignCSRRejectsBadInput(t *testing.T) {
 		{"garbage body", []byte("-----BEGIN CERTIFICATE REQUEST-----\nYQ==\n-----END CERTIFICATE REQUEST-----\n"), 1, "Invalid CSR format"},
 		{"tampered", tampered, 1, "CSR self-signature does not verify"},
 		{"ecdsa p-224", ecCSR, 1, "P-256 or P-384"},
+		{"RSA 1024 (D-35)", mustCSR(t, pkitest.Key(t, 1024, 0), "web-01"), 1, "CSR key is too weak: RSA 1024 bits"},
+		{"two CNs (D-35)", pkitest.CSR(t, testKey(t, 1), "web-01", "evil"), 1, "CSR subject has more than one CN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,8 +6,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -23,6 +25,16 @@ var (
 	ErrCSRTooLarge = errors.New("CSR exceeds maximum size")
 	ErrCSRFormat   = errors.New("Invalid CSR format")
 )
+
+// Refusals Go adds to every signing path (D-35): a key too small to trust, and
+// a subject whose CN is ambiguous (a second CN would otherwise pass the
+// hostname check, which reads only one of them).
+var (
+	ErrWeakKey    = errors.New("CSR key is too weak")
+	ErrMultipleCN = errors.New("CSR subject has more than one CN")
+)
+
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
 // CreateCSR returns a PEM CSR for key whose subject is exactly CN=cn, with no
 // attributes, signed with SHA-256 — what `openssl req -new -subj /CN=<cn>`
@@ -41,10 +53,10 @@ func CreateCSR(key crypto.Signer, cn string) ([]byte, error) {
 
 // ParseCSR applies the checks every signing path makes before signing: at most
 // MaxCSRSize bytes, starting with the CERTIFICATE REQUEST PEM header, a valid
-// self-signature (which the Perl CA leaves to openssl) and an RSA or ECDSA
-// (P-256 or P-384) key. The
-// requested name is csr.Subject.CommonName; callers compare it with the
-// hostname the agent claimed.
+// self-signature (which the Perl CA leaves to openssl), an RSA key of at least
+// MinKeyBits (ErrWeakKey) or an ECDSA (P-256 or P-384) key, and at most one CN
+// (ErrMultipleCN). The requested name is csr.Subject.CommonName; callers
+// compare it with the hostname the agent claimed.
 func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
 	if len(csrPEM) > MaxCSRSize {
 		return nil, ErrCSRTooLarge
@@ -66,6 +78,15 @@ func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("CSR self-signature does not verify (corrupted or tampered request): %w", err)
 	}
+	cns := 0
+	for _, atv := range csr.Subject.Names {
+		if atv.Type.Equal(oidCommonName) {
+			cns++
+		}
+	}
+	if cns > 1 {
+		return nil, fmt.Errorf("%w (%d CNs)", ErrMultipleCN, cns)
+	}
 	return csr, nil
 }
 
@@ -85,6 +106,11 @@ func checkCSRKey(csr *x509.CertificateRequest) error {
 	case *ecdsa.PublicKey:
 		if pub.Curve != elliptic.P256() && pub.Curve != elliptic.P384() {
 			return fmt.Errorf("CSR key is ECDSA on %s, ctrl-exec needs P-256 or P-384", pub.Curve.Params().Name)
+		}
+		return nil
+	case *rsa.PublicKey:
+		if pub.N.BitLen() < MinKeyBits {
+			return fmt.Errorf("%w: RSA %d bits, at least %d required", ErrWeakKey, pub.N.BitLen(), MinKeyBits)
 		}
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 )
 
 func TestCreateCSRShape(t *testing.T) {
@@ -75,6 +76,9 @@ func TestParseCSRChecks(t *testing.T) {
 		{"truncated", good[:200], pki.ErrCSRFormat, "Invalid CSR format"},
 		{"tampered", tamperCSR(t, good), nil, "self-signature does not verify"},
 		{"ecdsa p-224", ecdsaCSR(t), nil, "P-256 or P-384"},
+		{"RSA 1024", mustCSR(t, pkitest.Key(t, 1024, 0), "web-01"), pki.ErrWeakKey, "RSA 1024 bits, at least 2048 required"},
+		{"two CNs", pkitest.CSR(t, testKey(t, 1), "web-01", "web-02"), pki.ErrMultipleCN, "more than one CN"},
+		{"one CN via pkitest", pkitest.CSR(t, testKey(t, 1), "web-01"), nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

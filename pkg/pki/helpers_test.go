@@ -13,13 +13,13 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
 
-// Keys are generated once per test binary; 1024 bits keeps the race run fast.
+// Keys are generated once per test binary, at the smallest size the CA signs.
 var (
 	keysOnce sync.Once
 	keys     []*rsa.PrivateKey
 )
 
-const testBits = 1024
+const testBits = 2048
 
 // testKey returns the i-th shared test key (0 ≤ i < 4).
 func testKey(t testing.TB, i int) *rsa.PrivateKey {

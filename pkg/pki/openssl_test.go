@@ -19,10 +19,10 @@ import (
 func TestGoSignsWithOpenSSLCA(t *testing.T) {
 	requireOpenSSL(t)
 	dir := t.TempDir()
-	openssl(t, dir, "genrsa", "-traditional", "-out", "ca.key", "1024")
+	openssl(t, dir, "genrsa", "-traditional", "-out", "ca.key", "2048")
 	openssl(t, dir, "req", "-new", "-x509", "-key", "ca.key", "-out", "ca.crt", "-days", "3650", "-subj", "/CN=ctrl-exec CA")
 	writeFile(t, join(dir, "ca.serial"), "01", 0o600)
-	openssl(t, dir, "genrsa", "-out", "agent.key", "1024")
+	openssl(t, dir, "genrsa", "-out", "agent.key", "2048")
 	openssl(t, dir, "req", "-new", "-key", "agent.key", "-out", "agent.csr", "-subj", "/CN=web-01")
 
 	ca, err := pki.LoadCA(pki.CAFilesIn(dir))

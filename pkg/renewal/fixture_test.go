@@ -22,7 +22,7 @@ import (
 )
 
 // testPKI is a CA and a ctrl-exec identity in a temp dir, made once per test
-// binary with 1024-bit keys.
+// binary with 2048-bit keys.
 type testPKI struct {
 	dir                string
 	caFiles            pki.CAFiles
@@ -53,14 +53,14 @@ func getPKI(t *testing.T) *testPKI {
 			return
 		}
 		p.caFiles = pki.CAFilesIn(p.dir)
-		ca := pkitest.NewCA(t, p.dir, pkitest.Key(t, 1024, 0))
+		ca := pkitest.NewCA(t, p.dir, pkitest.Key(t, 2048, 0))
 		p.ctrlCert, p.ctrlKey = filepath.Join(p.dir, "ctrl-exec.crt"), filepath.Join(p.dir, "ctrl-exec.key")
-		c, err := ca.IssueCtrlExecCert(p.ctrlKey, p.ctrlCert, 1024, 825, time.Now())
+		c, err := ca.IssueCtrlExecCert(p.ctrlKey, p.ctrlCert, 2048, 825, time.Now())
 		if pkiErr = err; err != nil {
 			return
 		}
 		p.ctrlSerial = pki.SerialHex(c)
-		p.agentKey, p.otherKey = pkitest.Key(t, 1024, 1), pkitest.Key(t, 1024, 2)
+		p.agentKey, p.otherKey = pkitest.Key(t, 2048, 1), pkitest.Key(t, 2048, 2)
 		sharedP = p
 	})
 	if pkiErr != nil {

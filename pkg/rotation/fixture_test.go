@@ -25,7 +25,7 @@ import (
 )
 
 // control is a control host in a temp dir: CA, ctrl-exec cert and
-// ctrl-exec.conf-equivalent Rotator with 1024-bit keys.
+// ctrl-exec.conf-equivalent Rotator with 2048-bit keys.
 type control struct {
 	dir string
 	ca  *pkitest.CA
@@ -37,9 +37,9 @@ type control struct {
 func newControl(t *testing.T) *control {
 	t.Helper()
 	dir := t.TempDir()
-	ca := pkitest.NewCA(t, dir, pkitest.Key(t, 1024, 0))
+	ca := pkitest.NewCA(t, dir, pkitest.Key(t, 2048, 0))
 	c := &control{dir: dir, ca: ca, reg: registry.New(filepath.Join(dir, "agents")), log: &syncBuffer{}}
-	if _, err := ca.IssueCtrlExecCert(filepath.Join(dir, "ctrl-exec.key"), filepath.Join(dir, "ctrl-exec.crt"), 1024, 825, time.Now()); err != nil {
+	if _, err := ca.IssueCtrlExecCert(filepath.Join(dir, "ctrl-exec.key"), filepath.Join(dir, "ctrl-exec.crt"), 2048, 825, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	log := logx.NewWriter(logx.IdentDispatcher, c.log)
@@ -49,7 +49,7 @@ func newControl(t *testing.T) *control {
 	}
 	c.r = &Rotator{
 		CADir: dir, StateFile: filepath.Join(dir, "state", "rotation.json"), Registry: c.reg,
-		RenewalDays: 90, OverlapDays: 30, KeyBits: 1024, Client: client, Log: log,
+		RenewalDays: 90, OverlapDays: 30, KeyBits: 2048, Client: client, Log: log,
 		Lookup: func(context.Context, string) ([]string, error) { return nil, errors.New("no DNS in tests") },
 	}
 	return c
@@ -95,7 +95,7 @@ func (c *control) agentTLS(t *testing.T) *tls.Config {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    c.ca.Roots(),
 		// one shared key for every fake agent; each gets its own certificate
-		Certificates: []tls.Certificate{c.ca.Pair(t, pkitest.Key(t, 1024, 1), "fake-agent", 365)},
+		Certificates: []tls.Certificate{c.ca.Pair(t, pkitest.Key(t, 2048, 1), "fake-agent", 365)},
 	}
 }
 

@@ -16,11 +16,11 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
-// key returns the i-th (0–4) shared 1024-bit key. Tests with OpenSSL peers
-// use 2048 bits: OpenSSL's default security level refuses smaller keys.
+// key returns the i-th (0–4) shared 2048-bit key: the smallest size the CA
+// signs (D-35) and OpenSSL peers accept at their default security level.
 func key(t *testing.T, i int) *rsa.PrivateKey {
 	t.Helper()
-	return pkitest.Key(t, 1024, i)
+	return pkitest.Key(t, 2048, i)
 }
 
 // files names a certificate, its key and the CA bundle its peers trust.
@@ -35,10 +35,10 @@ type testPKI struct {
 	ctrlExec files
 }
 
-// newPKI builds a deployment from 1024-bit keys whose CA uses key caKey.
+// newPKI builds a deployment from 2048-bit keys whose CA uses key caKey.
 func newPKI(t *testing.T, caKey int) *testPKI {
 	t.Helper()
-	return newPKIFrom(t, 1024, caKey)
+	return newPKIFrom(t, 2048, caKey)
 }
 
 func newPKIFrom(t *testing.T, bits, caKey int) *testPKI {

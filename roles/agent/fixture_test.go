@@ -34,7 +34,7 @@ const (
 )
 
 // certs is the package's PKI, made once: a CA, the agent's files, client
-// identities and a stranger from another CA. 1024-bit keys keep it fast.
+// identities and a stranger from another CA. Shared 2048-bit keys keep it fast.
 type certs struct {
 	dir                     string
 	authority               *pki.CA
@@ -70,26 +70,26 @@ func testCerts(t *testing.T) *certs {
 	return fixture
 }
 
-// makeCerts gives every certificate its own shared 1024-bit key.
+// makeCerts gives every certificate its own shared 2048-bit key.
 func makeCerts(t *testing.T) *certs {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "agent-test-pki")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := pkitest.NewCA(t, filepath.Join(dir, "ca"), pkitest.Key(t, 1024, 0))
+	ca := pkitest.NewCA(t, filepath.Join(dir, "ca"), pkitest.Key(t, 2048, 0))
 	c := &certs{dir: dir, authority: ca.CA, ca: filepath.Join(dir, "ca", "ca.crt"), roots: ca.Roots()}
 	c.agentCert, c.agentKey = filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key")
 	setNextSerial(t, ca, 0x10)
-	c.agent = ca.Issue(t, pkitest.Key(t, 1024, 1), "agent-test", c.agentCert, c.agentKey, 30)
+	c.agent = ca.Issue(t, pkitest.Key(t, 2048, 1), "agent-test", c.agentCert, c.agentKey, 30)
 	c.agentNotAfter = c.agent.Leaf.NotAfter
 	setNextSerial(t, ca, controlSerial)
-	c.control = ca.Pair(t, pkitest.Key(t, 1024, 2), "ctrl-exec", 30)
+	c.control = ca.Pair(t, pkitest.Key(t, 2048, 2), "ctrl-exec", 30)
 	setNextSerial(t, ca, revokableSerial)
-	c.revokable = ca.Pair(t, pkitest.Key(t, 1024, 3), "ctrl-exec", 30)
-	other := pkitest.NewCA(t, filepath.Join(dir, "other"), pkitest.Key(t, 1024, 4))
+	c.revokable = ca.Pair(t, pkitest.Key(t, 2048, 3), "ctrl-exec", 30)
+	other := pkitest.NewCA(t, filepath.Join(dir, "other"), pkitest.Key(t, 2048, 4))
 	setNextSerial(t, other, controlSerial)
-	c.stranger = other.Pair(t, pkitest.Key(t, 1024, 5), "ctrl-exec", 30)
+	c.stranger = other.Pair(t, pkitest.Key(t, 2048, 5), "ctrl-exec", 30)
 	return c
 }
 

@@ -169,11 +169,11 @@ func TestRenewCompleteRejectsBadCertificates(t *testing.T) {
 	flipped[len(flipped)-5] ^= 0xff // break the signature
 	badSignature := pki.CertPEM(mustParse(t, flipped))
 
-	otherKey, err := pki.GenerateKey(1024)
+	otherKey, err := pki.GenerateKey(2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := pki.CreateCA(pki.CAFilesIn(t.TempDir()), 1024, now)
+	other, err := pki.CreateCA(pki.CAFilesIn(t.TempDir()), 2048, now)
 	if err != nil {
 		t.Fatal(err)
 	}

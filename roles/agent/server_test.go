@@ -382,7 +382,7 @@ func TestReloadSwapsTheServingCertificate(t *testing.T) {
 	certPath, keyPath := a.path("renewed.crt"), a.path("renewed.key")
 	ca := &pkitest.CA{CA: a.certs.authority}
 	setNextSerial(t, ca, 0x20)
-	ca.Issue(t, pkitest.Key(t, 1024, 6), "agent-test", certPath, keyPath, 30)
+	ca.Issue(t, pkitest.Key(t, 2048, 6), "agent-test", certPath, keyPath, 30)
 	conf := strings.NewReplacer("cert = "+a.certs.agentCert, "cert = "+certPath, "key = "+a.certs.agentKey, "key = "+keyPath).Replace(a.baseConf())
 	a.write("agent.conf", conf, 0o640)
 	a.srv.Reload()

@@ -6,9 +6,13 @@ package pkitest
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -48,6 +52,22 @@ func Key(tb testing.TB, bits, i int) *rsa.PrivateKey {
 		tb.Fatalf("pkitest: %d-bit key %d: %v", bits, i, k.err)
 	}
 	return k.key
+}
+
+// CSR returns a PEM CSR for key whose subject holds one CN attribute per
+// name, in order: a normal request with one name, an ambiguous one (which
+// every signing path must refuse) with more.
+func CSR(tb testing.TB, key *rsa.PrivateKey, cns ...string) []byte {
+	tb.Helper()
+	var subject pkix.Name
+	for _, cn := range cns {
+		subject.ExtraNames = append(subject.ExtraNames, pkix.AttributeTypeAndValue{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: cn})
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject}, key)
+	if err != nil {
+		tb.Fatalf("pkitest: CSR for %q: %v", cns, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
 // CA is a certificate authority whose files live in a test directory.
