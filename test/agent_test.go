@@ -344,6 +344,12 @@ func TestAgentRunRefusesWhatIsNotAllowed(t *testing.T) {
 	if !strings.Contains(a.proc.Stderr(), "Allowlist: skipping 'outside' - path not in approved script_dirs: /bin/echo") {
 		t.Errorf("stderr: %s", a.proc.Stderr())
 	}
+	// A skipped entry is a warning in the log and in self-check's report too.
+	a.root.WaitLog(5*time.Second, "ACTION=config-warn ENTRY=outside", `MSG="Allowlist: skipping 'outside' - path not in approved script_dirs: /bin/echo"`)
+	check := a.root.Run("ctrl-exec-agent", "self-check")
+	if check.Code != 0 || !strings.Contains(check.Stdout, "\n  WARNING: Allowlist: skipping 'outside' - path not in approved script_dirs: /bin/echo\n") {
+		t.Errorf("self-check: exit %d, stdout:\n%s", check.Code, check.Stdout)
+	}
 
 	for _, name := range []string{"absent", "../ok", "sub/ok", "/bin/echo", "ok\n", "outside", ""} {
 		got := a.run(t, map[string]any{"script": name, "reqid": "r"})

@@ -537,8 +537,8 @@ func TestPackagingExamplesDocumentEveryKey(t *testing.T) {
 	if err != nil || len(warns) != 0 {
 		t.Fatalf("agent.conf.example: %v, warnings %v", err, warns)
 	}
-	if agent.Port != 7443 || agent.Cert != "/etc/ctrl-exec-agent/agent.crt" ||
-		!cmp.Equal(agent.ScriptDirs, []string{"/opt/ctrl-exec-scripts"}) {
+	// script_dirs ships commented out, as upstream's example has it.
+	if agent.Port != 7443 || agent.Cert != "/etc/ctrl-exec-agent/agent.crt" || agent.ScriptDirs != nil {
 		t.Errorf("agent.conf.example: port %d, cert %q, script_dirs %q", agent.Port, agent.Cert, agent.ScriptDirs)
 	}
 	list, lines, err := config.LoadAllowlist(filepath.Join(src, "packaging/examples/scripts.conf.example"), agent.ScriptDirs)
@@ -547,6 +547,15 @@ func TestPackagingExamplesDocumentEveryKey(t *testing.T) {
 	}
 	if diff := cmp.Diff(config.Allowlist{"update-ctrl-exec-serial": "/opt/ctrl-exec-scripts/update-ctrl-exec-serial"}, list); diff != "" {
 		t.Errorf("scripts.conf.example (-want +got):\n%s", diff)
+	}
+	// The seed README's quick-start entry loads under the example agent.conf.
+	quick := filepath.Join(t.TempDir(), "scripts.conf")
+	if err := os.WriteFile(quick, []byte("logger = /usr/bin/logger\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	list, lines, err = config.LoadAllowlist(quick, agent.ScriptDirs)
+	if diff := cmp.Diff(config.Allowlist{"logger": "/usr/bin/logger"}, list); err != nil || len(lines) != 0 || diff != "" {
+		t.Errorf("quick-start allowlist: %v, warnings %q, (-want +got):\n%s", err, lines, diff)
 	}
 }
 

@@ -15,33 +15,35 @@ var allowEntry = sync.OnceValue(func() *regexp.Regexp {
 })
 
 // LoadAllowlist reads scripts.conf (SPEC §6.3). Bad lines are skipped, never
-// fatal; each skip produces a warning line for the caller to print on
-// stderr. scriptDirs is applied at load (D-8): nil means no restriction, a
-// non-nil list (even empty) drops every path outside it. Only a file that
-// cannot be read is an error.
-func LoadAllowlist(path string, scriptDirs []string) (Allowlist, []string, error) {
+// fatal; each skip produces a Warning whose Entry is the script name (the
+// whole line when it is malformed) and whose Msg is upstream's stderr line.
+// Callers print the Msg on stderr and log it (config-warn): an entry dropped
+// for script_dirs is otherwise easy to miss. scriptDirs is applied at load
+// (D-8): nil means no restriction, a non-nil list (even empty) drops every
+// path outside it. Only a file that cannot be read is an error.
+func LoadAllowlist(path string, scriptDirs []string) (Allowlist, []Warning, error) {
 	lines, err := readLines(path, "allowlist")
 	if err != nil {
 		return nil, nil, err
 	}
 	list := Allowlist{}
-	var warns []string
+	var warns []Warning
 	for _, line := range lines {
 		if blankOrComment(line) {
 			continue
 		}
 		m := allowEntry().FindStringSubmatch(line)
 		if m == nil {
-			warns = append(warns, fmt.Sprintf("Allowlist: skipping malformed line: %s", line))
+			warns = append(warns, Warning{Entry: line, Msg: fmt.Sprintf("Allowlist: skipping malformed line: %s", line)})
 			continue
 		}
 		name, script := m[1], m[2]
 		if !strings.HasPrefix(script, "/") {
-			warns = append(warns, fmt.Sprintf("Allowlist: skipping '%s' - path must be absolute: %s", name, script))
+			warns = append(warns, Warning{Entry: name, Msg: fmt.Sprintf("Allowlist: skipping '%s' - path must be absolute: %s", name, script)})
 			continue
 		}
 		if scriptDirs != nil && !InScriptDirs(script, scriptDirs) {
-			warns = append(warns, fmt.Sprintf("Allowlist: skipping '%s' - path not in approved script_dirs: %s", name, script))
+			warns = append(warns, Warning{Entry: name, Msg: fmt.Sprintf("Allowlist: skipping '%s' - path not in approved script_dirs: %s", name, script)})
 			continue
 		}
 		list[name] = script

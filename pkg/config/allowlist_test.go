@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -108,7 +109,14 @@ func TestLoadAllowlist(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("allowlist (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tt.warns, warns); diff != "" {
+			var msgs []string
+			for _, w := range warns {
+				if w.Entry == "" || !strings.Contains(w.Msg, w.Entry) {
+					t.Errorf("warning %+v does not name its entry", w)
+				}
+				msgs = append(msgs, w.Msg)
+			}
+			if diff := cmp.Diff(tt.warns, msgs); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)
 			}
 		})

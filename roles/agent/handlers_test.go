@@ -128,6 +128,10 @@ func TestRunRefusals(t *testing.T) {
 	if !strings.Contains(a.stderr.String(), "Allowlist: skipping 'outside' - path not in approved script_dirs: /bin/true") {
 		t.Errorf("stderr: %s", a.stderr.String())
 	}
+	// ... and in the log, where an operator looks when a run is refused.
+	if !a.hasLog("ACTION=config-warn", "ENTRY=outside", `MSG="Allowlist: skipping 'outside' - path not in approved script_dirs: /bin/true"`) {
+		t.Errorf("no config-warn line for the skipped entry:\n%s", a.log.String())
+	}
 	if !a.hasLog("ACTION=deny", "PEER=127.0.0.1", "REQID=r", "SCRIPT=nope") {
 		t.Errorf("no deny line:\n%s", a.log.String())
 	}

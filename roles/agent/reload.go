@@ -63,8 +63,8 @@ func (s *Server) Reload() {
 		cfg = next
 	}
 
-	list, lines, err := config.LoadAllowlist(s.allowlistPath, cfg.ScriptDirs)
-	printLines(s.stderr, lines)
+	list, skipped, err := config.LoadAllowlist(s.allowlistPath, cfg.ScriptDirs)
+	s.warnSkipped(skipped)
 	if err != nil {
 		fmt.Fprintf(s.stderr, "Allowlist reload failed: %v\n", err)
 		list = config.Allowlist{}
@@ -95,8 +95,17 @@ func (s *Server) reloadIdentity(cfg *config.Agent) error {
 	return atomicfile.WithLock(dir, reload)
 }
 
-func printLines(w io.Writer, lines []string) {
-	for _, l := range lines {
-		fmt.Fprintln(w, l)
+// warnSkipped reports the allowlist entries that were dropped, on stderr as
+// upstream does and as config-warn log lines, so that an entry refused for
+// script_dirs shows in the agent's log and not only as "script not
+// permitted" on the control host.
+func (s *Server) warnSkipped(skipped []config.Warning) {
+	printWarnings(s.stderr, skipped)
+	config.LogWarnings(s.log, skipped)
+}
+
+func printWarnings(w io.Writer, warns []config.Warning) {
+	for _, warn := range warns {
+		fmt.Fprintln(w, warn.Msg)
 	}
 }

@@ -56,13 +56,17 @@ func selfCheck(e *env, configPath, allowlistPath string) error {
 	config.LogWarnings(e.log, warns)
 	fmt.Fprintf(out, "  Config OK (port %d)\n", cfg.Port)
 
-	list, lines, err := config.LoadAllowlist(allowlistPath, cfg.ScriptDirs)
-	printLines(e.stderr, lines)
+	list, skipped, err := config.LoadAllowlist(allowlistPath, cfg.ScriptDirs)
+	printWarnings(e.stderr, skipped)
 	if err != nil {
 		fmt.Fprintf(out, "Allowlist error: %v\n", err)
 		return cliapp.Exit(1, "")
 	}
 	fmt.Fprintf(out, "  Allowlist OK (%d scripts)\n", len(list))
+	// D-10: the skipped entries again in the report, where they are read.
+	for _, w := range skipped {
+		fmt.Fprintf(out, "  WARNING: %s\n", w.Msg)
+	}
 
 	if paired, expiry, reason := pairing.Status(e.paths); paired {
 		fmt.Fprintf(out, "  Certs OK (expires %s)\n", expiry)

@@ -91,6 +91,7 @@ func TestSelfCheck(t *testing.T) {
 		"Checking config...",
 		"  Config OK (port 7443)",
 		"  Allowlist OK (2 scripts)",
+		"  WARNING: Allowlist: skipping 'stray' - path not in approved script_dirs: /usr/bin/true",
 		"  Certs OK (expires " + expiry + ")",
 		"  Script 'runnable': " + runnable + " [ok]",
 		"  Script 'stuck': " + stuck + " [NOT EXECUTABLE]",

@@ -117,8 +117,8 @@ func NewServer(o ServerOptions) (*Server, error) {
 		return nil, err
 	}
 	config.LogWarnings(s.log, warns)
-	list, lines, err := config.LoadAllowlist(o.AllowlistPath, cfg.ScriptDirs)
-	printLines(s.stderr, lines)
+	list, skipped, err := config.LoadAllowlist(o.AllowlistPath, cfg.ScriptDirs)
+	s.warnSkipped(skipped)
 	if err != nil {
 		return nil, err
 	}
