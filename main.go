@@ -26,6 +26,11 @@ var roles = map[string]func(prog string, args []string) int{
 	"api":                     api.Main,
 	"update-ctrl-exec-serial": serialhelper.Main,
 	"update-serial":           serialhelper.Main,
+	// The names of the project before its rename to ctrl-exec ("dispatcher"
+	// above is both a role word and the old control CLI's name).
+	"dispatcher-agent":         agent.Main,
+	"dispatcher-api":           api.Main,
+	"update-dispatcher-serial": serialhelper.Main,
 }
 
 func main() {

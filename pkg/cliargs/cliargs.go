@@ -3,10 +3,12 @@
 // word) sees a tidy argv.
 //
 // Options may appear anywhere before a literal "--"; they accept "--name v",
-// "--name=v", a single dash, any letter case and unambiguous prefixes. The
-// result is: options, mode, then "--" and the positional words, so urfave/cli
-// hands every positional word (and any later "--" and the words after it) to
-// the command untouched.
+// "--name=v", a single dash, any letter case and unambiguous prefixes. An
+// unknown option is a usage error (Perl's control CLI passed it on as a
+// positional word, so a mistyped option became a host name). The result is:
+// options, mode, then "--" and the positional words, so urfave/cli hands every
+// positional word (and any later "--" and the words after it) to the command
+// untouched.
 package cliargs
 
 import (
@@ -19,15 +21,12 @@ type Option struct {
 	Name      string // long name without dashes, e.g. "config"
 	TakesArg  bool   // "--config <path>"; false for flags like "--json"
 	Alias     string // another accepted name, e.g. "ctrl-exec" for "dispatcher"
-	ShortName string // optional one-letter form, e.g. "h"
+	ShortName string // optional one-letter form, e.g. "s"
 }
 
 // Spec is the option table of one command line.
 type Spec struct {
 	Options []Option
-	// PassThrough keeps unknown "--options" as positional words (control
-	// host CLI); otherwise they are a usage error (agent CLI).
-	PassThrough bool
 	// DefaultMode is used when no positional word names a mode ("" = none).
 	DefaultMode string
 }
@@ -89,10 +88,6 @@ func Parse(spec Spec, args []string) (Parsed, error) {
 			return p, err
 		}
 		if opt == nil {
-			if spec.PassThrough {
-				positional = append(positional, a)
-				continue
-			}
 			return p, fmt.Errorf("Unknown option: %s", strings.TrimLeft(name, "-"))
 		}
 		if !opt.TakesArg {

@@ -7,13 +7,13 @@ import (
 )
 
 var control = Spec{
-	PassThrough: true,
 	Options: []Option{
 		{Name: "config", TakesArg: true},
 		{Name: "json"},
 		{Name: "port", TakesArg: true},
 		{Name: "username", TakesArg: true},
 		{Name: "token", TakesArg: true},
+		{Name: "script", TakesArg: true, ShortName: "s"},
 	},
 }
 
@@ -43,9 +43,15 @@ func TestParse(t *testing.T) {
 		{"single dash, case and prefix", control,
 			[]string{"-JS", "ping", "-Config=/x.conf", "h1"},
 			Parsed{Options: []string{"--json", "--config=/x.conf"}, Mode: "ping", Rest: []string{"h1"}}},
-		{"unknown option passes through", control,
-			[]string{"run", "h", "--weird", "s"},
-			Parsed{Mode: "run", Rest: []string{"h", "--weird", "s"}}},
+		{"script option, long and short", control,
+			[]string{"run", "web-01", "--script", "logger", "--", "-t", "test", "hello"},
+			Parsed{Options: []string{"--script=logger"}, Mode: "run", Rest: []string{"web-01", "--", "-t", "test", "hello"}}},
+		{"script option, short", control,
+			[]string{"run", "-s", "logger", "web-01", "web-02"},
+			Parsed{Options: []string{"--script=logger"}, Mode: "run", Rest: []string{"web-01", "web-02"}}},
+		{"unknown option after -- is an argument", control,
+			[]string{"run", "h", "s", "--", "--weird"},
+			Parsed{Mode: "run", Rest: []string{"h", "s", "--", "--weird"}}},
 		{"help after mode", control,
 			[]string{"run", "--help"},
 			Parsed{Mode: "run", Help: true}},
@@ -77,6 +83,17 @@ func TestParseErrors(t *testing.T) {
 	} {
 		if _, err := Parse(agent, args); err == nil {
 			t.Errorf("Parse(%q): want error", args)
+		}
+	}
+	// The control CLI too: an unknown option is never taken for a host.
+	for want, args := range map[string][]string{
+		"Unknown option: weird":              {"run", "h", "--weird", "s"},
+		"Unknown option: scrip2":             {"run", "h", "--scrip2", "logger"},
+		"Unknown option: x":                  {"ping", "-x", "h"},
+		"Option script requires an argument": {"run", "h", "--script"},
+	} {
+		if _, err := Parse(control, args); err == nil || err.Error() != want {
+			t.Errorf("Parse(%q) = %v, want %q", args, err, want)
 		}
 	}
 	if _, err := Parse(Spec{Options: []Option{{Name: "port"}, {Name: "pid"}}}, []string{"--p"}); err == nil {

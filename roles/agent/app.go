@@ -101,7 +101,7 @@ Modes:
   request-pairing    --dispatcher <host> [--port 7444] [--ca-fingerprint sha256:<hex>]
                      [--background [--timeout 30]]
   pairing-status     report whether this agent holds certificates
-  self-check         validate config, allowlist and certificates
+  self-check         validate config, allowlist and certificates (also: ping-self)
   self-ping          connect to the local agent over mTLS and ping it
   completion         bash|zsh|fish: print a shell completion script
 

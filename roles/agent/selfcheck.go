@@ -30,8 +30,10 @@ import (
 
 func selfCheckCommand(e *env) *cli.Command {
 	return &cli.Command{
-		Name:  "self-check",
-		Usage: "validate agent.conf, the allowlist and the pairing certificates",
+		Name: "self-check",
+		// dispatcher-agent, before its rename, called this check ping-self.
+		Aliases: []string{"ping-self"},
+		Usage:   "validate agent.conf, the allowlist and the pairing certificates",
 		Description: `Loads agent.conf and the allowlist as serve would, reports whether the
 agent holds certificates, and lists every allowlisted script with whether it
 is executable. It also reports the certificate serve presents and its expiry,

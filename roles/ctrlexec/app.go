@@ -21,14 +21,15 @@ import (
 )
 
 // options is the Getopt table of SPEC §3.1: valid anywhere before "--".
+// Any other option is a usage error.
 var options = cliargs.Spec{
-	PassThrough: true,
 	Options: []cliargs.Option{
 		{Name: "config", TakesArg: true},
 		{Name: "json"},
 		{Name: "port", TakesArg: true},
 		{Name: "username", TakesArg: true},
 		{Name: "token", TakesArg: true},
+		{Name: "script", TakesArg: true, ShortName: "s"}, // run: the seed README's spelling
 		{Name: "force"},
 		{Name: "key-type", TakesArg: true},
 		// Fleet options (none of them upstream's; see fleetops.go).
@@ -118,6 +119,7 @@ func globalFlags(e *env) []cli.Flag {
 		&cli.StringFlag{Name: "token", Value: os.Getenv("ENVEXEC_TOKEN"), Usage: "opaque token forwarded to auth hooks and agents; never logged (default $ENVEXEC_TOKEN)"},
 		&cli.BoolFlag{Name: "force", Usage: "rotate-cert: rotate even though agents still pending from the last rotation will be stranded"},
 		&cli.StringFlag{Name: "key-type", Value: string(pki.KeyRSA4096), Usage: "`TYPE` of the CA and ctrl-exec keys setup-ca makes: rsa-4096 or ecdsa-p256"},
+		&cli.StringFlag{Name: "script", Aliases: []string{"s"}, Usage: "the script `NAME` for run; every word before \"--\" is then a host"},
 	}
 }
 
@@ -125,6 +127,7 @@ const usage = `Usage: ctrl-exec [options] <mode> [args...]
 
 Modes:
   run <host>[:<port>] [<host>...] <script> [-- <arg>...]
+  run <host>[:<port>] [<host>...] --script <script> [-- <arg>...]
   ping <host>[:<port>] [<host>...]
   pairing-mode              list-requests            approve <reqid>
   deny <reqid>              setup-ca                 setup-ctrl-exec
@@ -133,6 +136,7 @@ Modes:
   discover [<host>...]      rerun <reqid>            state import|export
 
 Options: --config <path> --json --port <n> --username <name> --token <token> --force
+         --script|-s <script> (run)
 Fleet:   --tag <key=glob> --ndjson --max-concurrency <n|n%> --max-errors <n|n%>
          --dry-run --save --only <status,...>
          --key-type rsa-4096|ecdsa-p256 (setup-ca)

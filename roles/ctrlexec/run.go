@@ -32,8 +32,10 @@ func runCommand(e *env) *cli.Command {
 		ArgsUsage:       "<host>[:<port>] [<host>...] <script> [-- <arg>...]",
 		Description: `Sends the script name and arguments to every host at once over mTLS and prints
 each host's result in the order the hosts were given. The last word before "--"
-is the script; every word after the first "--" is passed to it as an argument.
-Options may appear anywhere before "--". At most 500 hosts.
+is the script, or with --script NAME (-s NAME) every word before "--" is a
+host; every word after the first "--" is passed to the script as an argument.
+Options may appear anywhere before "--"; an unknown option is a usage error.
+At most 500 hosts.
 
 Before dispatching, the auth hook (auth_hook in ctrl-exec.conf) is asked, then
 the host:script locks are taken and held until every host has answered, so the
@@ -78,9 +80,10 @@ Exit status: 0; 255 if the lock directory cannot be read.`,
 
 // splitRunArgs splits run's words (§3.3): script arguments after the first
 // "--", then of the words before it the last is the script and the rest are
-// hosts.
-// minWords is 2 (a host and the script), or 1 when --tag names the hosts.
-func splitRunArgs(words []string, minWords int) (hosts []string, script string, args []string, err error) {
+// hosts. minWords is 2 (a host and the script), or 1 when --tag names the
+// hosts. When the script came from --script (scriptOpt), every word before
+// "--" is a host.
+func splitRunArgs(words []string, minWords int, scriptOpt string) (hosts []string, script string, args []string, err error) {
 	before := words
 	args = []string{}
 	for i, w := range words {
@@ -88,6 +91,12 @@ func splitRunArgs(words []string, minWords int) (hosts []string, script string, 
 			before, args = words[:i], append(args, words[i+1:]...)
 			break
 		}
+	}
+	if scriptOpt != "" {
+		if len(before) < minWords-1 {
+			return nil, "", nil, errors.New("Need at least one host")
+		}
+		return before, scriptOpt, args, nil
 	}
 	if len(before) < minWords || len(before) == 0 {
 		return nil, "", nil, errors.New("Need at least one host and a script name")
@@ -188,15 +197,19 @@ func runScript(e *env, c *cli.Context) error {
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
-	words := c.Args().Slice()
+	words, scriptOpt := c.Args().Slice(), c.String("script")
 	minWords := 2
 	if len(f.tags) > 0 {
 		minWords = 1 // --tag names the hosts: the words may be just the script
 	}
-	if len(words) < minWords {
+	need := minWords
+	if scriptOpt != "" {
+		need-- // --script names the script: every word is a host
+	}
+	if len(words) < need {
 		return cliapp.Fatalf("%s", runUsage)
 	}
-	hosts, script, args, err := splitRunArgs(words, minWords)
+	hosts, script, args, err := splitRunArgs(words, minWords, scriptOpt)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}

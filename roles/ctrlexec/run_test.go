@@ -15,11 +15,12 @@ import (
 
 func TestSplitRunArgs(t *testing.T) {
 	tests := []struct {
-		words  []string
-		hosts  []string
-		script string
-		args   []string
-		err    string
+		words     []string
+		scriptOpt string
+		hosts     []string
+		script    string
+		args      []string
+		err       string
 	}{
 		{words: []string{"host-a", "backup"}, hosts: []string{"host-a"}, script: "backup", args: []string{}},
 		{words: []string{"host-a", "host-b", "backup"}, hosts: []string{"host-a", "host-b"}, script: "backup", args: []string{}},
@@ -27,13 +28,16 @@ func TestSplitRunArgs(t *testing.T) {
 		{words: []string{"host-a", "host-b", "deploy", "--", "--env", "prod"}, hosts: []string{"host-a", "host-b"}, script: "deploy", args: []string{"--env", "prod"}},
 		{words: []string{"host-a", "check", "--"}, hosts: []string{"host-a"}, script: "check", args: []string{}},
 		{words: []string{"h", "s", "--", "a", "--", "b"}, hosts: []string{"h"}, script: "s", args: []string{"a", "--", "b"}},
-		{words: []string{"h", "--unknown", "s"}, hosts: []string{"h", "--unknown"}, script: "s", args: []string{}},
+		// --script NAME (the seed README's quick start): every word before "--" is a host.
+		{words: []string{"host-a", "--", "-t", "test", "hello"}, scriptOpt: "logger", hosts: []string{"host-a"}, script: "logger", args: []string{"-t", "test", "hello"}},
+		{words: []string{"host-a", "host-b"}, scriptOpt: "logger", hosts: []string{"host-a", "host-b"}, script: "logger", args: []string{}},
+		{words: []string{"--", "x"}, scriptOpt: "logger", err: "Need at least one host"},
 		{words: []string{"host-a", "--", "x"}, err: "Need at least one host and a script name"},
 		{words: []string{"host-a"}, err: "Need at least one host and a script name"},
 		{words: nil, err: "Need at least one host and a script name"},
 	}
 	for _, tt := range tests {
-		hosts, script, args, err := splitRunArgs(tt.words, 2)
+		hosts, script, args, err := splitRunArgs(tt.words, 2, tt.scriptOpt)
 		if tt.err != "" {
 			if err == nil || err.Error() != tt.err {
 				t.Errorf("splitRunArgs(%q) error %v, want %q", tt.words, err, tt.err)
