@@ -33,8 +33,11 @@ vet:
 
 # The whole suite under the race detector (unit, fuzz seed corpora, end-to-end).
 # atexit_sleep_ms=0: a race-built binary otherwise sleeps 1 s when it exits.
+# The end-to-end tests build the binary with the ctrlexec_testknobs tag (test
+# knobs, pkg/testknobs); pkg/testknobs is tested in both builds.
 test: vet
 	GORACE="$(GORACE) atexit_sleep_ms=0" $(GO) test -race -count=1 -timeout 30m ./...
+	GORACE="$(GORACE) atexit_sleep_ms=0" $(GO) test -race -count=1 -tags ctrlexec_testknobs ./pkg/testknobs/
 
 # The etcd state backend against real etcd members (Debian's etcd-server,
 # installed when missing), heavy tests included: lease expiry, member and

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # make demo: a throwaway control host and agent on loopback, paired by the
 # script, then a run with awkward arguments, a ping table and the log lines.
-# Everything lives in a temp dir that is removed at the end.
+# Everything lives in a temp dir that is removed at the end, and every
+# process it starts is stopped and waited for: nothing is left running.
+# DEMO_BIN names another directory holding the binary and its role names.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-bin="$here/bin"
+bin=${DEMO_BIN:-$here/bin}
 work=$(mktemp -d "${TMPDIR:-/tmp}/ctrl-exec-demo.XXXXXX")
 ctl="$work/control"
 agt="$work/agent"
@@ -20,19 +22,40 @@ free_port() {
 }
 pair_port=${DEMO_PAIR_PORT:-$(free_port)}
 agent_port=${DEMO_AGENT_PORT:-$(free_port)}
+# PIDs of the background processes: the programs themselves, started with
+# exec-ing `env` (not through a shell function, whose $! would be a subshell
+# that dies on kill while the program runs on).
 pids=()
 
 cleanup() {
+	local p
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# Each side gets its own root; the demo's keys are 2048-bit to keep it quick.
-as_ctl() { CTRL_EXEC_ROOT=$ctl CTRL_EXEC_LOG=$work/control.log CTRL_EXEC_TEST_KEY_BITS=${DEMO_KEY_BITS:-2048} "$@"; }
-as_agt() { CTRL_EXEC_ROOT=$agt CTRL_EXEC_LOG=$work/agent.log CTRL_EXEC_HOSTNAME=demo-agent CTRL_EXEC_TEST_KEY_BITS=${DEMO_KEY_BITS:-2048} "$@"; }
+# Each side gets its own root and log. Keys are full-size (RSA 4096), so
+# setup and pairing take a few seconds.
+ctl_env=(env "CTRL_EXEC_ROOT=$ctl" "CTRL_EXEC_LOG=$work/control.log")
+agt_env=(env "CTRL_EXEC_ROOT=$agt" "CTRL_EXEC_LOG=$work/agent.log" CTRL_EXEC_HOSTNAME=demo-agent)
+as_ctl() { "${ctl_env[@]}" "$@"; }
+as_agt() { "${agt_env[@]}" "$@"; }
+# finished <pid>: the job was waited for; its PID may be reused, so never kill it.
+finished() {
+	local keep=() p
+	for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+	pids=("${keep[@]}")
+}
+# wait_for <what> <command...>: poll up to 30 s for the command to succeed.
+wait_for() {
+	local what=$1
+	shift
+	for _ in $(seq 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+	echo "demo: gave up waiting for $what" >&2
+	exit 1
+}
 
 mkdir -p "$ctl/etc/ctrl-exec" "$ctl/var/lib/ctrl-exec/pairing" "$ctl/var/lib/ctrl-exec/agents" \
 	"$agt/etc/ctrl-exec-agent" "$agt/opt/ctrl-exec-scripts"
@@ -70,22 +93,31 @@ echo "show-args = $agt/opt/ctrl-exec-scripts/show-args.sh" > "$agt/etc/ctrl-exec
 as_agt "$bin/ctrl-exec-agent" self-check
 
 step "pairing over loopback (the script plays the operator)"
-as_ctl "$bin/ctrl-exec" pairing-mode --port "$pair_port" </dev/null >"$work/pairing.out" 2>&1 &
+"${ctl_env[@]}" "$bin/ctrl-exec" pairing-mode --port "$pair_port" </dev/null >"$work/pairing.out" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do grep -q 'Pairing mode active' "$work/pairing.out" 2>/dev/null && break; sleep 0.1; done
+wait_for "pairing-mode" grep -q 'Pairing mode active' "$work/pairing.out"
 cat "$work/pairing.out"
-reqid=$(as_agt "$bin/ctrl-exec-agent" request-pairing --dispatcher 127.0.0.1 --port "$pair_port" --background --timeout 60)
-echo "agent queued pairing request $reqid"
+# The agent waits for the operator's answer in the foreground, as a job of
+# this script, so the script can wait for it to finish.
+"${agt_env[@]}" "$bin/ctrl-exec-agent" request-pairing --dispatcher 127.0.0.1 --port "$pair_port" \
+	</dev/null >"$work/request.out" 2>&1 &
+request=$!
+pids+=("$request")
+request_queued() { [[ $(as_ctl "$bin/ctrl-exec" list-requests --json) == *'"id"'* ]]; }
+wait_for "the pairing request" request_queued
 as_ctl "$bin/ctrl-exec" list-requests
+reqid=$(as_ctl "$bin/ctrl-exec" list-requests --json | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
 as_ctl "$bin/ctrl-exec" approve "$reqid"
-for _ in $(seq 100); do as_agt "$bin/ctrl-exec-agent" pairing-status >/dev/null 2>&1 && break; sleep 0.1; done
+wait "$request"
+finished "$request"
+sed 's/^/  agent: /' "$work/request.out"
 as_agt "$bin/ctrl-exec-agent" pairing-status
 as_ctl "$bin/ctrl-exec" list-agents
 
 step "agent: serving on port $agent_port"
-as_agt "$bin/ctrl-exec-agent" serve >"$work/agent.out" 2>&1 &
+"${agt_env[@]}" "$bin/ctrl-exec-agent" serve >"$work/agent.out" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do grep -q 'ACTION=start' "$work/agent.log" 2>/dev/null && break; sleep 0.1; done
+wait_for "the agent" grep -q 'ACTION=start' "$work/agent.log"
 
 step "run: arguments with spaces and shell metacharacters arrive untouched"
 as_ctl "$bin/ctrl-exec" run "127.0.0.1:$agent_port" show-args --username demo \
