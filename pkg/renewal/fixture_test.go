@@ -189,6 +189,12 @@ func (a *fakeAgent) serve(conn *tls.Conn) {
 				cn = "victim-01"
 			}
 			csr, _ := pki.CreateCSR(a.p.agentKey, cn)
+			switch a.mode {
+			case "weakkey": // D-35
+				csr, _ = pki.CreateCSR(pkitest.Key(a.t, 1024, 0), cn)
+			case "twocn":
+				csr = pkitest.CSR(a.t, a.p.agentKey, "someone-else", cn)
+			}
 			reply(200, map[string]any{"status": "ok", "csr": string(csr), "reqid": body["reqid"]})
 		}
 	case "POST /renew-complete":

@@ -220,6 +220,8 @@ func TestRenewalFailures(t *testing.T) {
 		{"badjson", "invalid JSON in renew response"},
 		{"nocsr", "no CSR in renew response"},
 		{"othercn", "CSR in renew response is for 'someone-else', not 'agent-x'"},
+		{"weakkey", "CSR in renew response: CSR key is too weak: RSA 1024 bits"},
+		{"twocn", "CSR in renew response: CSR subject has more than one CN"},
 		{"refuse", "renew-complete failed: 400 Bad Request (cert public key does not match the agent key)"},
 	}
 	for _, tt := range tests {
