@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -23,7 +24,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
@@ -35,6 +35,7 @@ type agentTestCerts struct {
 	roots         *x509.CertPool
 	control       tls.Certificate
 	controlSerial string
+	clientKey     *rsa.PrivateKey // for clientCertWithSerial
 }
 
 // issueAgentCerts sets up a CA and a ctrl-exec cert in ctlRoot's
@@ -44,18 +45,19 @@ type agentTestCerts struct {
 func issueAgentCerts(t *testing.T, ctlRoot, agentRoot *Root) agentTestCerts {
 	t.Helper()
 	now := time.Now()
-	ca, err := pki.CreateCAWithKey(pki.CAFilesIn(ctlRoot.Path("/etc/ctrl-exec")), pkitest.Key(t, testKeyBits, 0), now)
+	keys := takeKeys(t, 4) // CA, ctrl-exec, agent, other clients
+	ca, err := pki.CreateCAWithKey(pki.CAFilesIn(ctlRoot.Path("/etc/ctrl-exec")), keys[0], now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctlKey, ctlCert := ctlRoot.Path("/etc/ctrl-exec/ctrl-exec.key"), ctlRoot.Path("/etc/ctrl-exec/ctrl-exec.crt")
-	cert := issueCtrlExecCert(t, ca, pkitest.Key(t, testKeyBits, 1), ctlKey, ctlCert, now)
+	cert := issueCtrlExecCert(t, ca, keys[1], ctlKey, ctlCert, now)
 	control, err := tls.LoadX509KeyPair(ctlCert, ctlKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	key := pkitest.Key(t, testKeyBits, 2)
+	key := keys[2]
 	csr, err := pki.CreateCSR(key, agentRoot.Hostname)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +77,7 @@ func issueAgentCerts(t *testing.T, ctlRoot, agentRoot *Root) agentTestCerts {
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
-	return agentTestCerts{ca: ca, roots: roots, control: control, controlSerial: pki.SerialHex(cert)}
+	return agentTestCerts{ca: ca, roots: roots, control: control, controlSerial: pki.SerialHex(cert), clientKey: keys[3]}
 }
 
 // clientCertWithSerial issues another client identity from the same CA with
@@ -85,7 +87,7 @@ func (c agentTestCerts) clientCertWithSerial(t *testing.T, serial int64) tls.Cer
 	if err := os.WriteFile(c.ca.Files.Serial, pki.FormatSerialFile(big.NewInt(serial-1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key := pkitest.Key(t, testKeyBits, 3)
+	key := c.clientKey
 	csr, err := pki.CreateCSR(key, "ctrl-exec")
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 )
 
 // apiControl is a control host with a CA, a ctrl-exec certificate and a
@@ -64,11 +63,12 @@ func newAPIControl(t testing.TB, opts apiOptions) *apiControl {
 	if bits == 0 {
 		bits = testKeyBits
 	}
-	ca, err := pki.CreateCAWithKey(pki.CAFilesIn(r.Path("/etc/ctrl-exec")), pkitest.Key(t, bits, 0), now)
+	keys := keysOfSize(t, bits, 2)
+	ca, err := pki.CreateCAWithKey(pki.CAFilesIn(r.Path("/etc/ctrl-exec")), keys[0], now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := issueCtrlExecCert(t, ca, pkitest.Key(t, bits, 1), r.Path("/etc/ctrl-exec/ctrl-exec.key"), r.Path("/etc/ctrl-exec/ctrl-exec.crt"), now)
+	cert := issueCtrlExecCert(t, ca, keys[1], r.Path("/etc/ctrl-exec/ctrl-exec.key"), r.Path("/etc/ctrl-exec/ctrl-exec.crt"), now)
 	c := &apiControl{t: t, root: r, ca: ca, ctrlCert: cert, bits: bits, port: FreePort(t), hookLog: r.Path("/hook.log"), spec: loadAPISpec(t)}
 	r.ExtraEnv = append(r.ExtraEnv, "API_HOOK_LOG="+c.hookLog)
 	conf := []string{
@@ -256,7 +256,7 @@ func (c *apiControl) startAgent(name string, extraScripts ...string) *apiAgent {
 	t := c.t
 	r := NewRoot(t, name)
 	a := &apiAgent{root: r, name: name, port: FreePort(t)}
-	key := pkitest.Key(t, c.bits, 2) // agents differ by certificate, not key
+	key := keysOfSize(t, c.bits, 1)[0]
 	csr, err := pki.CreateCSR(key, name)
 	if err != nil {
 		t.Fatal(err)

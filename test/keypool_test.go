@@ -17,20 +17,23 @@ import (
 )
 
 // Key generation is the slow part of setup-ca, setup-ctrl-exec, rotate-cert
-// and request-pairing. The binary under test is a test build, so a process
-// that needs an RSA key of $CTRL_EXEC_TEST_KEY_BITS takes one from the
-// directory in $CTRL_EXEC_TEST_KEY_POOL when one is left (pkg/testknobs).
-// giveKeys fills such a directory for one root from pkitest's process-wide
-// pool: each key is generated once per run and reused by later tests.
+// and request-pairing, and of the fixtures that build a PKI in the test
+// process. takeKeys hands out keys from pkitest's process-wide pool, so each
+// is generated once per run and reused by later tests. The binary under test
+// is a test build: a process that needs an RSA key of
+// $CTRL_EXEC_TEST_KEY_BITS takes one from the directory in
+// $CTRL_EXEC_TEST_KEY_POOL while one is left (pkg/testknobs), and giveKeys
+// fills such a directory for one root.
 //
 // Within one top-level test every key handed out is distinct, so a CA never
-// shares a key with a certificate it signs and a rotated key differs from
-// the one it replaces. Keys repeat only across tests, whose PKIs are
-// separate. Past poolPerTest keys a test's processes generate their own.
+// shares a key with a certificate it signs or with another CA (which would
+// then trust its certificates), and a rotated key differs from the one it
+// replaces. Keys repeat only across tests, whose PKIs are separate. Past
+// poolPerTest keys a test's keys are generated afresh.
 const (
 	testKeyBits = 2048 // the smallest size the CA signs (D-35)
-	poolFirst   = 1000 // pkitest.Key indices of pooled keys; in-process fixtures use lower ones
-	poolPerTest = 24
+	poolFirst   = 1000 // pkitest.Key indices used here; tests may use lower ones directly
+	poolPerTest = 32
 )
 
 var keyPool struct {
@@ -38,9 +41,8 @@ var keyPool struct {
 	next map[string]int // top-level test → keys handed out
 }
 
-// giveKeys lets r's processes take up to n pre-generated keys, and returns
-// the directory that holds them ("" when the test has had its share).
-func giveKeys(tb testing.TB, r *Root, n int) string {
+// takeKeys returns n keys that no other caller in this top-level test gets.
+func takeKeys(tb testing.TB, n int) []*rsa.PrivateKey {
 	tb.Helper()
 	top, _, _ := strings.Cut(tb.Name(), "/")
 	keyPool.mu.Lock()
@@ -48,15 +50,48 @@ func giveKeys(tb testing.TB, r *Root, n int) string {
 		keyPool.next = map[string]int{}
 	}
 	first := keyPool.next[top]
-	n = min(n, poolPerTest-first)
-	keyPool.next[top] = first + max(n, 0)
+	keyPool.next[top] = first + n
 	keyPool.mu.Unlock()
-	if n <= 0 {
-		return ""
+	keys := make([]*rsa.PrivateKey, n)
+	for i := range keys {
+		if first+i < poolPerTest {
+			keys[i] = pkitest.Key(tb, testKeyBits, poolFirst+first+i)
+			continue
+		}
+		key, err := pki.GenerateKey(testKeyBits)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		keys[i] = key
 	}
+	return keys
+}
+
+// keysOfSize is takeKeys for testKeyBits, and n new keys of any other size
+// (benchmarks that measure full-size keys).
+func keysOfSize(tb testing.TB, bits, n int) []*rsa.PrivateKey {
+	tb.Helper()
+	if bits == testKeyBits {
+		return takeKeys(tb, n)
+	}
+	keys := make([]*rsa.PrivateKey, n)
+	for i := range keys {
+		key, err := pki.GenerateKey(bits)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		keys[i] = key
+	}
+	return keys
+}
+
+// giveKeys lets r's processes take up to n pre-generated keys, and returns
+// the directory that holds them.
+func giveKeys(tb testing.TB, r *Root, n int) string {
+	tb.Helper()
 	dir := tb.TempDir()
-	for i := range n {
-		pem, err := pki.EncodeKeyPEM(pkitest.Key(tb, testKeyBits, poolFirst+first+i))
+	for i, key := range takeKeys(tb, n) {
+		pem, err := pki.EncodeKeyPEM(key)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -31,7 +31,6 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -304,7 +303,8 @@ func TestRenewRejectsBadDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherKey := pkitest.Key(t, testKeyBits, 4)
+	theirs := takeKeys(t, 2)
+	otherKey, otherCAKey := theirs[0], theirs[1]
 	sign := func(ca *pki.CA, key crypto.Signer) []byte {
 		csr, err := pki.CreateCSR(key, "strict-01")
 		if err != nil {
@@ -320,7 +320,7 @@ func TestRenewRejectsBadDeliveries(t *testing.T) {
 	der := append([]byte(nil), goodCert.Raw...)
 	der[len(der)-3] ^= 0x55 // inside the signature
 	tampered := pki.CertPEM(mustCert(t, der))
-	otherCA, err := pki.CreateCAWithKey(pki.CAFilesIn(t.TempDir()), pkitest.Key(t, testKeyBits, 5), time.Now())
+	otherCA, err := pki.CreateCAWithKey(pki.CAFilesIn(t.TempDir()), otherCAKey, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -557,7 +557,7 @@ func TestPairingRejectsBadRequests(t *testing.T) {
 	t.Parallel()
 	ctl := NewControl(t, NoHook)
 	_, port := StartPairingMode(t, ctl)
-	key := pkitest.Key(t, testKeyBits, 0)
+	key := takeKeys(t, 1)[0]
 	csr := func(cn string) string {
 		b, err := pki.CreateCSR(key, cn)
 		if err != nil {
