@@ -50,11 +50,7 @@ func TestLongHostnames(t *testing.T) {
 		}
 	})
 
-	key, err := pki.GenerateKey(1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := pki.CreateCSR(key, tooLong)
+	csr, err := pki.CreateCSR(takeKeys(t, 1)[0], tooLong)
 	if err != nil {
 		t.Fatal(err)
 	}
