@@ -36,9 +36,9 @@ var (
 func startServer(t *testing.T) *tickets {
 	t.Helper()
 	fixOnce.Do(func() {
-		fixCA = pkitest.NewCA(t, t.TempDir(), pkitest.Key(t, 1024, 0))
-		fixSrv = fixCA.Pair(t, pkitest.Key(t, 1024, 1), "agent", 30)
-		fixCli = fixCA.Pair(t, pkitest.Key(t, 1024, 2), "ctrl-exec", 30)
+		fixCA = pkitest.NewCA(t, t.TempDir(), pkitest.Key(t, 2048, 0))
+		fixSrv = fixCA.Pair(t, pkitest.Key(t, 2048, 1), "agent", 30)
+		fixCli = fixCA.Pair(t, pkitest.Key(t, 2048, 2), "ctrl-exec", 30)
 	})
 	s := &tickets{client: fixCli}
 	cfg := &tls.Config{Certificates: []tls.Certificate{fixSrv}, ClientAuth: tls.RequireAnyClientCert}

@@ -202,7 +202,7 @@ func TestExpiryCacheFollowsTheFiles(t *testing.T) {
 	var e expiryCache
 	var got []string
 	got = append(got, e.get(cfg), e.get(cfg))
-	csr, err := pki.CreateCSR(pkitest.Key(t, 1024, 1), "agent-test")
+	csr, err := pki.CreateCSR(pkitest.Key(t, 2048, 1), "agent-test")
 	if err != nil {
 		t.Fatal(err)
 	}
