@@ -11,6 +11,7 @@ import (
 // `ctrl-exec run <host> --script logger -- -t test "hello"`. -s and
 // --script=NAME work too, and every word before "--" is then a host.
 func TestRunScriptOption(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	a1 := startFakeAgent(t, p, "agent-1")
 	a2 := startFakeAgent(t, p, "agent-2")
@@ -30,6 +31,7 @@ func TestRunScriptOption(t *testing.T) {
 
 // An unknown option is a usage error, never a host name to connect to.
 func TestRunUnknownOptionIsUsageError(t *testing.T) {
+	t.Parallel()
 	r, p := newCLIControl(t)
 	a1 := startFakeAgent(t, p, "agent-1")
 	for _, tt := range []struct {
@@ -55,6 +57,7 @@ func TestRunUnknownOptionIsUsageError(t *testing.T) {
 // The names of the project before its rename still run the right role, and
 // dispatcher-agent's ping-self is today's self-check.
 func TestOldProgramNames(t *testing.T) {
+	t.Parallel()
 	r := NewRoot(t, "web-01")
 	dir := t.TempDir()
 	for name, want := range map[string]string{
