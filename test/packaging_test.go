@@ -620,7 +620,7 @@ func TestPackagingHelpListsManModes(t *testing.T) {
 		}
 		page := string(data)
 		modes, opts := manModes(page), manOptions(page)
-		if len(opts) == 0 || (role == "ctrl-exec" && len(modes) != 16) || (role == "ctrl-exec-agent" && len(modes) != 6) {
+		if len(opts) == 0 || (role == "ctrl-exec" && len(modes) != 17) || (role == "ctrl-exec-agent" && len(modes) != 6) {
 			t.Fatalf("%s: parsed modes %q, options %q", file, modes, opts)
 		}
 		res := r.Run(role, "--help")
