@@ -250,7 +250,7 @@ func TestUnavailableThenRecovers(t *testing.T) {
 	}
 }
 
-// One member of three killed during a burst of lock+save cycles from two
+// One member of three killed during a burst of Begin+Finish cycles from two
 // nodes: no record lost, no pair held twice.
 func TestMemberKilledDuringBurst(t *testing.T) {
 	etcdtest.Heavy(t)
@@ -271,9 +271,11 @@ func TestMemberKilledDuringBurst(t *testing.T) {
 				}
 				slot := i % len(inside)
 				script := fmt.Sprintf("s%d", slot)
-				h, _, err := l.Acquire([]string{"web-01"}, script, zerolog.Nop())
+				reqid := fmt.Sprintf("%x%04x", n+10, i)
+				rec := runstore.Record{ReqID: reqid, Script: script}
+				h, _, err := runs.Begin(l, []string{"web-01"}, script, rec, zerolog.Nop())
 				if err != nil {
-					t.Errorf("node %d acquire: %v", n, err)
+					t.Errorf("node %d begin: %v", n, err)
 					continue
 				}
 				if h == nil {
@@ -282,14 +284,12 @@ func TestMemberKilledDuringBurst(t *testing.T) {
 				if inside[slot].Add(1) > 1 {
 					double.Add(1)
 				}
-				reqid := fmt.Sprintf("%x%04x", n+10, i)
-				if err := runs.Save(runstore.Record{ReqID: reqid, Script: script}); err != nil {
-					t.Errorf("save %s: %v", reqid, err)
+				inside[slot].Add(-1)
+				if err := runs.Finish(h, rec); err != nil {
+					t.Errorf("finish %s: %v", reqid, err)
 				} else {
 					saved <- reqid
 				}
-				inside[slot].Add(-1)
-				h.Release()
 			}
 		})
 	}
@@ -308,5 +308,108 @@ func TestMemberKilledDuringBurst(t *testing.T) {
 	}
 	if count == 0 {
 		t.Fatal("no run was saved")
+	}
+}
+
+// Begin takes the locks and stores the running record together; the loser
+// of a race stores nothing; Finish stores the result and frees the locks,
+// Release (the run never ran) removes the record too.
+func TestBeginFinish(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	now := func() time.Time { return time.Unix(1700000000, 0) }
+	ca, cb := open(t, cl.Endpoints()), open(t, cl.Endpoints())
+	a, b := &etcdstate.Runs{C: ca, Now: now}, &etcdstate.Runs{C: cb, Now: now}
+	la, lb := etcdstate.Locks{C: ca}, etcdstate.Locks{C: cb}
+	hosts := []string{"web-01", "web-02"}
+
+	h, conflicts, err := a.Begin(la, hosts, "deploy", runstore.Record{ReqID: "aaa1", Script: "deploy", Hosts: hosts}, zerolog.Nop())
+	if err != nil || h == nil || conflicts != nil {
+		t.Fatalf("begin: %v %v %v", h, conflicts, err)
+	}
+	if got, err := b.Load("aaa1"); err != nil || string(mustRaw(t, got, "running")) != "true" {
+		t.Fatalf("running record on the other node: %v %v", got.Keys(), err)
+	}
+	h2, conflicts, err := b.Begin(lb, []string{"web-03", "web-02"}, "deploy", runstore.Record{ReqID: "bbb1", Script: "deploy"}, zerolog.Nop())
+	if err != nil || h2 != nil {
+		t.Fatalf("second begin: %v %v", h2, err)
+	}
+	if diff := cmp.Diff([]string{"web-02:deploy"}, conflicts); diff != "" {
+		t.Errorf("conflicts (-want +got):\n%s", diff)
+	}
+	if _, err := a.Load("bbb1"); !errors.Is(err, runstore.ErrNoResult) {
+		t.Errorf("the loser stored a record: %v", err)
+	}
+	if c, _ := lb.CheckAvailable([]string{"web-03"}, "deploy"); len(c) != 0 {
+		t.Errorf("the loser took web-03: %v", c)
+	}
+
+	var r dispatch.RunResult
+	r.Set("host", "web-01")
+	r.Set("exit", 0)
+	if err := a.Finish(h, runstore.Record{ReqID: "aaa1", Script: "deploy", Hosts: hosts, Results: []dispatch.RunResult{r}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Load("aaa1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, running := got.Raw("running"); running || string(mustRaw(t, got, "completed")) != "1700000000" {
+		t.Errorf("finished record: %s", mustRaw(t, got, "completed"))
+	}
+	if c, _ := lb.CheckAvailable(hosts, "deploy"); len(c) != 0 {
+		t.Errorf("locks held after Finish: %v", c)
+	}
+	h.Release() // after Finish: nothing more
+	if _, err := b.Load("aaa1"); err != nil {
+		t.Errorf("Release after Finish removed the record: %v", err)
+	}
+
+	h3, _, err := b.Begin(lb, hosts, "deploy", runstore.Record{ReqID: "ccc1", Script: "deploy"}, zerolog.Nop())
+	if err != nil || h3 == nil {
+		t.Fatalf("third begin: %v %v", h3, err)
+	}
+	h3.Release()
+	if _, err := a.Load("ccc1"); !errors.Is(err, runstore.ErrNoResult) {
+		t.Errorf("record of a released run: %v", err)
+	}
+	if c, _ := la.CheckAvailable(hosts, "deploy"); len(c) != 0 {
+		t.Errorf("locks held after Release: %v", c)
+	}
+}
+
+// A run whose lock was lost meanwhile (lease expired, taken by another
+// node) still stores its record at Finish and leaves the other's lock.
+func TestFinishAfterLockLost(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	ca, cb := open(t, cl.Endpoints()), open(t, cl.Endpoints())
+	a := &etcdstate.Runs{C: ca, Now: time.Now}
+	hosts := []string{"web-01", "web-02"}
+	h, _, err := a.Begin(etcdstate.Locks{C: ca}, hosts, "deploy", runstore.Record{ReqID: "ddd1", Script: "deploy"}, zerolog.Nop())
+	if err != nil || h == nil {
+		t.Fatalf("begin: %v %v", h, err)
+	}
+	// What a lease expiry does to web-02's key, then another node takes it.
+	ctx := t.Context()
+	if _, err := cb.Raw().Delete(ctx, "/t/locks/"+locks.FileName("web-02", "deploy")); err != nil {
+		t.Fatal(err)
+	}
+	lb := etcdstate.Locks{C: cb}
+	other, _, err := lb.Acquire([]string{"web-02"}, "deploy", zerolog.Nop())
+	if err != nil || other == nil {
+		t.Fatalf("other node: %v %v", other, err)
+	}
+	defer other.Release()
+	if err := a.Finish(h, runstore.Record{ReqID: "ddd1", Script: "deploy"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Load("ddd1"); err != nil {
+		t.Errorf("record not stored: %v", err)
+	}
+	held, err := lb.ListHeld()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]locks.Lock{{Host: "web-02", Script: "deploy"}}, held); diff != "" {
+		t.Errorf("held after Finish (-want +got):\n%s", diff)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"sort"
 	"strings"
@@ -34,7 +35,8 @@ func (l Locks) key(host, script string) string {
 	return l.C.prefix + "locks/" + locks.FileName(host, script)
 }
 
-// CheckAvailable returns the pairs held now as "host:script".
+// CheckAvailable returns the pairs held now as "host:script" (dry runs;
+// Acquire needs no check before it).
 func (l Locks) CheckAvailable(hosts []string, script string) ([]string, error) {
 	if script == "" {
 		return nil, errNoScript
@@ -67,15 +69,23 @@ type Held struct {
 	script string
 	log    zerolog.Logger
 	once   sync.Once
+	runKey string // Runs.Begin: the run record taken with the locks
 }
 
 // attempts is how often a lock transaction whose answer was lost (a member
 // died under it) is tried before etcd counts as unreachable.
 const attempts = 3
 
-// Acquire takes every host's pair, all or nothing, in one transaction.
+// Acquire takes every host's pair, all or nothing, in one transaction that
+// is also the availability check (D-27 needs no separate read here).
 // On conflict it logs lock-conflict and returns the conflicts and a nil Held.
 func (l Locks) Acquire(hosts []string, script string, log zerolog.Logger) (*Held, []string, error) {
+	return l.acquire(hosts, script, log, "", nil)
+}
+
+// acquire is Acquire with extra puts (runKey's) made in the same
+// transaction, only if every lock is taken.
+func (l Locks) acquire(hosts []string, script string, log zerolog.Logger, runKey string, extra []clientv3.Op) (*Held, []string, error) {
 	if script == "" {
 		return nil, nil, errNoScript
 	}
@@ -86,7 +96,7 @@ func (l Locks) Acquire(hosts []string, script string, log zerolog.Logger) (*Held
 	node, _ := os.Hostname()
 	token := make([]byte, 8)
 	rand.Read(token)
-	h := &Held{c: l.C, hosts: append([]string(nil), hosts...), script: script, log: log}
+	h := &Held{c: l.C, hosts: append([]string(nil), hosts...), script: script, log: log, runKey: runKey}
 	var keyHosts []string
 	seen := map[string]bool{}
 	for _, host := range hosts {
@@ -101,15 +111,15 @@ func (l Locks) Acquire(hosts []string, script string, log zerolog.Logger) (*Held
 		keyHosts = append(keyHosts, host)
 	}
 	free := make([]clientv3.Cmp, len(h.keys))
-	mine := make([]clientv3.Cmp, len(h.keys))
-	puts := make([]clientv3.Op, len(h.keys))
+	puts := make([]clientv3.Op, len(h.keys), len(h.keys)+len(extra))
 	gets := make([]clientv3.Op, len(h.keys))
 	for i, k := range h.keys {
 		free[i] = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
-		mine[i] = clientv3.Compare(clientv3.Value(k), "=", h.values[i])
 		puts[i] = clientv3.OpPut(k, h.values[i], clientv3.WithLease(s.Lease()))
 		gets[i] = clientv3.OpGet(k, clientv3.WithCountOnly())
 	}
+	puts = append(puts, extra...)
+	mine := h.mine()
 	var resp *clientv3.TxnResponse
 	for attempt := 0; attempt < attempts; attempt++ {
 		if attempt > 0 {
@@ -131,7 +141,7 @@ func (l Locks) Acquire(hosts []string, script string, log zerolog.Logger) (*Held
 	}
 	if err != nil {
 		// Outcome unknown: delete what may be ours; the lease does it otherwise.
-		h.deleteOwn()
+		h.commit(nil)
 		return nil, nil, l.C.unavailable("lock acquire", err)
 	}
 	if !resp.Succeeded {
@@ -151,49 +161,71 @@ func (l Locks) Acquire(hosts []string, script string, log zerolog.Logger) (*Held
 }
 
 // Release deletes the keys this acquisition made (never someone else's
-// after a lease loss) and logs lock-release. Again, or on nil, does
-// nothing. A delete that cannot reach etcd is retried; failing that the
-// keys go with this process's lease (its exit plus LockTTL at most).
+// after a lease loss) and logs lock-release; taken by Runs.Begin, the run
+// record goes too (the run never ran). Again, or on nil, does nothing. A
+// delete that cannot reach etcd is retried; failing that the keys go with
+// this process's lease (its exit plus LockTTL at most).
 func (h *Held) Release() {
 	if h == nil {
 		return
 	}
+	h.end(nil)
+}
+
+// end lets the locks go once, with put (the finished record) or, nil,
+// deleting the run record if there is one.
+func (h *Held) end(put *clientv3.Op) (err error) {
+	done := false
 	h.once.Do(func() {
-		if err := h.deleteOwn(); err != nil {
+		done = true
+		if err = h.commit(put); err != nil {
 			h.log.Warn().Str("SCRIPT", h.script).Str("ERROR", err.Error()).Msg("lock-release-fail")
 		}
 		if len(h.hosts) > 0 {
 			h.log.Info().Str("HOSTS", strings.Join(h.hosts, ",")).Str("SCRIPT", h.script).Msg("lock-release")
 		}
 	})
+	if !done {
+		return errReleased
+	}
+	return err
 }
 
-// deleteOwn deletes each key that still holds this acquisition's value:
-// all in one transaction, or one by one when some key is no longer ours.
-func (h *Held) deleteOwn() error {
+var errReleased = errors.New("locks already released")
+
+func (h *Held) mine() []clientv3.Cmp {
 	mine := make([]clientv3.Cmp, len(h.keys))
-	dels := make([]clientv3.Op, len(h.keys))
 	for i, k := range h.keys {
 		mine[i] = clientv3.Compare(clientv3.Value(k), "=", h.values[i])
-		dels[i] = clientv3.OpDelete(k)
+	}
+	return mine
+}
+
+// commit deletes each key that still holds this acquisition's value, and
+// puts the run record (put) or deletes it (nil, after Runs.Begin), in one
+// transaction: a key that is no longer ours (lease lost, taken since) is
+// left alone by a nested transaction of its own. Repeating it is harmless,
+// so an answer lost to a member's failure is simply tried again.
+func (h *Held) commit(put *clientv3.Op) error {
+	var extra []clientv3.Op
+	switch {
+	case put != nil:
+		extra = []clientv3.Op{*put}
+	case h.runKey != "":
+		extra = []clientv3.Op{clientv3.OpDelete(h.runKey)}
+	}
+	mine := h.mine()
+	all := append([]clientv3.Op(nil), extra...)
+	each := append([]clientv3.Op(nil), extra...)
+	for i, k := range h.keys {
+		all = append(all, clientv3.OpDelete(k))
+		each = append(each, clientv3.OpTxn([]clientv3.Cmp{mine[i]}, []clientv3.Op{clientv3.OpDelete(k)}, nil))
 	}
 	var err error
 	for attempt := 0; attempt < attempts; attempt++ {
 		ctx, cancel := h.c.opCtx()
-		var resp *clientv3.TxnResponse
-		resp, err = h.c.cli.Txn(ctx).If(mine...).Then(dels...).Commit()
+		_, err = h.c.cli.Txn(ctx).If(mine...).Then(all...).Else(each...).Commit()
 		cancel()
-		if err != nil {
-			continue
-		}
-		if resp.Succeeded {
-			return nil
-		}
-		for i := range h.keys {
-			ctx, cancel := h.c.opCtx()
-			_, err = h.c.cli.Txn(ctx).If(mine[i]).Then(dels[i]).Commit()
-			cancel()
-		}
 		if err == nil {
 			return nil
 		}

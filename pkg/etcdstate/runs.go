@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
@@ -53,6 +54,10 @@ func (r *Runs) recordLease() (clientv3.LeaseID, error) {
 // Started stores a record of a run in progress: no results yet and
 // "completed": 0 and "running": true. Save replaces it.
 func (r *Runs) Started(rec runstore.Record) error {
+	return r.put(rec.ReqID, runningJSON(rec))
+}
+
+func runningJSON(rec runstore.Record) []byte {
 	if rec.Args == nil {
 		rec.Args = []string{}
 	}
@@ -70,16 +75,58 @@ func (r *Runs) Started(rec runstore.Record) error {
 		o.Set("rerun_of", rec.RerunOf)
 	}
 	o.Set("running", true)
-	return r.put(rec.ReqID, wire.JSON(o))
+	return wire.JSON(o)
 }
 
 // Save stores the finished record whole, as runstore.Store.Save does.
 func (r *Runs) Save(rec runstore.Record) error {
+	return r.put(rec.ReqID, r.finishedJSON(rec))
+}
+
+func (r *Runs) finishedJSON(rec runstore.Record) []byte {
 	if rec.Args == nil {
 		rec.Args = []string{}
 	}
 	rec.Completed = r.Now().Unix()
-	return r.put(rec.ReqID, wire.JSON(rec))
+	return wire.JSON(rec)
+}
+
+// Begin takes the run's locks (Locks.Acquire) and stores its running
+// record (Started) in one transaction: one round trip, and no record of a
+// run that lost the race. Finish ends it.
+func (r *Runs) Begin(l Locks, hosts []string, script string, rec runstore.Record, log zerolog.Logger) (*Held, []string, error) {
+	lease, err := r.recordLease()
+	if err != nil {
+		return nil, nil, err
+	}
+	key := r.key(rec.ReqID)
+	h, conflicts, err := l.acquire(hosts, script, log, key,
+		[]clientv3.Op{clientv3.OpPut(key, string(runningJSON(rec)), clientv3.WithLease(lease))})
+	if err != nil {
+		r.dropLease() // it may be what failed
+	}
+	return h, conflicts, err
+}
+
+// Finish stores the finished record and lets h's locks go in one
+// transaction. Should that fail, the record is stored alone (Save) and
+// the locks go with the lease.
+func (r *Runs) Finish(h *Held, rec runstore.Record) error {
+	data := r.finishedJSON(rec)
+	if lease, err := r.recordLease(); err == nil && h != nil {
+		put := clientv3.OpPut(r.key(rec.ReqID), string(data), clientv3.WithLease(lease))
+		if h.end(&put) == nil {
+			return nil
+		}
+		r.dropLease()
+	}
+	return r.put(rec.ReqID, data)
+}
+
+func (r *Runs) dropLease() {
+	r.mu.Lock()
+	r.lease = 0
+	r.mu.Unlock()
 }
 
 // put writes one record; a put whose answer was lost is simply repeated
@@ -98,9 +145,7 @@ func (r *Runs) put(reqid string, data []byte) error {
 		if err == nil {
 			return nil
 		}
-		r.mu.Lock()
-		r.lease = 0 // the lease may be what failed
-		r.mu.Unlock()
+		r.dropLease() // the lease may be what failed
 	}
 	return r.C.unavailable("store run "+reqid, err)
 }

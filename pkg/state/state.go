@@ -42,9 +42,6 @@ type Locker interface {
 
 // Runs is §7.8's stored runs.
 type Runs interface {
-	// Started records a run in progress where other nodes can see it
-	// (the files backend stores nothing until Save, as before).
-	Started(rec runstore.Record) error
 	Save(rec runstore.Record) error
 	Load(reqid string) (dispatch.Object, error)
 	Purge()
@@ -175,14 +172,71 @@ func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
 	}
 }
 
-// CheckAndAcquire is D-27: check, then take every lock and hold it.
+// CheckAndAcquire is D-27: check, then take every lock and hold it. On
+// etcd the acquiring transaction is the check: one round trip.
 func CheckAndAcquire(l Locker, hosts []string, script string, log zerolog.Logger) (Held, []string, error) {
+	if _, checks := l.(etcdLocks); checks {
+		return l.Acquire(hosts, script, log)
+	}
 	conflicts, err := l.CheckAvailable(hosts, script)
 	if err != nil || len(conflicts) > 0 {
 		return nil, conflicts, err
 	}
 	return l.Acquire(hosts, script, log)
 }
+
+// Run is one dispatch's hold on the state (BeginRun): its locks, and its
+// record once it is over.
+type Run interface {
+	// Finish stores the finished record and lets the locks go.
+	Finish(rec runstore.Record) error
+	// Release lets the locks go and stores nothing: the run never ran.
+	Release()
+}
+
+// BeginRun is D-27 for a run recorded as rec: take every lock, all or
+// nothing, and record the run as started where every node can read it.
+// Files: check then acquire as before, nothing stored until Finish. etcd:
+// one transaction is the check, the locks and the running record, and
+// Finish is one more (the record and the release): two round trips a run.
+func (b *Backend) BeginRun(hosts []string, script string, rec runstore.Record, log zerolog.Logger) (Run, []string, error) {
+	if l, ok := b.Locks.(etcdLocks); ok {
+		if runs, ok := b.Runs.(*etcdstate.Runs); ok {
+			h, conflicts, err := runs.Begin(l.Locks, hosts, script, rec, log)
+			if h == nil {
+				return nil, conflicts, err
+			}
+			return etcdRun{h, runs}, nil, nil
+		}
+	}
+	h, conflicts, err := CheckAndAcquire(b.Locks, hosts, script, log)
+	if h == nil {
+		return nil, conflicts, err
+	}
+	return heldRun{h, b.Runs}, nil, nil
+}
+
+// heldRun lets the locks go before it stores the record, as ever.
+type heldRun struct {
+	held Held
+	runs Runs
+}
+
+func (r heldRun) Release() { r.held.Release() }
+
+func (r heldRun) Finish(rec runstore.Record) error {
+	r.held.Release()
+	return r.runs.Save(rec)
+}
+
+type etcdRun struct {
+	held *etcdstate.Held
+	runs *etcdstate.Runs
+}
+
+func (r etcdRun) Release() { r.held.Release() }
+
+func (r etcdRun) Finish(rec runstore.Record) error { return r.runs.Finish(r.held, rec) }
 
 type fileLocks struct{ dir string }
 
@@ -201,8 +255,6 @@ func (f fileLocks) Acquire(hosts []string, script string, log zerolog.Logger) (H
 func (f fileLocks) ListHeld() ([]locks.Lock, error) { return locks.ListHeld(f.dir) }
 
 type fileRuns struct{ runstore.Store }
-
-func (fileRuns) Started(runstore.Record) error { return nil }
 
 type etcdLocks struct{ etcdstate.Locks }
 

@@ -206,38 +206,36 @@ func dryRunResponse(hosts []string, script string, args []string, d authhook.Dec
 	return jsonResponse(200, out)
 }
 
-// runFleet is POST /run after the checks: dispatch with the fleet options,
-// store the run, answer whole or as a stream. done releases what the
-// caller holds (locks, the in-flight slot) once the run is over.
-func (s *Server) runFleet(ctx context.Context, req dispatch.RunRequest, f fleetFields, rerunOf string, done func()) response {
-	req.ReqID = pki.NewReqID()
-	s.store.started(runstore.Record{ReqID: req.ReqID, Script: req.Script, Hosts: req.Hosts,
-		Args: req.Args, RerunOf: rerunOf})
+// runFleet is POST /run after the checks and BeginRun: dispatch with the
+// fleet options, store the run (held.Finish, which lets the locks go),
+// answer whole or as a stream. done releases the in-flight slot.
+func (s *Server) runFleet(ctx context.Context, req dispatch.RunRequest, f fleetFields, rerunOf string, held state.Run, done func()) response {
 	finish := func(run ops.Run) {
-		s.store.save(runstore.Record{ReqID: req.ReqID, Script: req.Script, Hosts: req.Hosts,
+		done()
+		s.store.finish(held, runstore.Record{ReqID: req.ReqID, Script: req.Script, Hosts: req.Hosts,
 			Results: run.Results, Args: req.Args, RerunOf: rerunOf})
 	}
 	if !f.stream {
-		defer done()
 		run, err := s.fleet.Run(ctx, req, f.opts)
 		if err != nil {
+			done()
+			held.Release()
 			return engineFailure(err)
 		}
-		done()
 		finish(run)
 		return jsonResponse(200, map[string]any{"ok": true, "reqid": req.ReqID, "results": run.Results})
 	}
 	return streamResponse(func(w io.Writer) {
-		defer done()
 		st := ops.NewStream(w)
 		opts := f.opts
 		opts.OnResult = st.Result
 		run, err := s.fleet.Run(ctx, req, opts)
 		if err != nil {
+			done()
+			held.Release()
 			st.Error(err)
 			return
 		}
-		done()
 		finish(run)
 		st.Summary(run.Counts, ops.Statuses, req.ReqID)
 	})
@@ -267,9 +265,12 @@ func (s *Server) pingFleet(ctx context.Context, hosts []string, f fleetFields, d
 	})
 }
 
-// lockAndRun takes the locks (D-27) and an in-flight slot, then runs.
+// lockAndRun takes the locks and records the run as started (D-27,
+// BeginRun), takes an in-flight slot, then runs.
 func (s *Server) lockAndRun(ctx context.Context, req dispatch.RunRequest, f fleetFields, rerunOf string) response {
-	held, conflicts, err := state.CheckAndAcquire(s.state.Locks, req.Hosts, req.Script, s.log)
+	req.ReqID = pki.NewReqID()
+	held, conflicts, err := s.state.BeginRun(req.Hosts, req.Script, runstore.Record{ReqID: req.ReqID,
+		Script: req.Script, Hosts: req.Hosts, Args: req.Args, RerunOf: rerunOf}, s.log)
 	if r, ok := unavailable(err); ok {
 		return r
 	}
@@ -284,15 +285,7 @@ func (s *Server) lockAndRun(ctx context.Context, req dispatch.RunRequest, f flee
 		held.Release()
 		return busy(cap(s.slots))
 	}
-	once := false
-	done := func() {
-		if !once {
-			once = true
-			held.Release()
-			release()
-		}
-	}
-	return s.runFleet(ctx, req, f, rerunOf, done)
+	return s.runFleet(ctx, req, f, rerunOf, held, release)
 }
 
 // streamResponse is a 200 whose body fn writes line by line: no

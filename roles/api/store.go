@@ -15,14 +15,6 @@ type runStore struct {
 	log zerolog.Logger
 }
 
-// started records a run in progress (shared backends only); a failure is
-// logged as run-store-fail.
-func (s runStore) started(rec runstore.Record) {
-	if err := s.Started(rec); err != nil {
-		s.log.Warn().Str("REQID", rec.ReqID).Str("ERROR", err.Error()).Msg("run-store-fail")
-	}
-}
-
 // unavailable answers 503 when the state backend (etcd) cannot be reached.
 func unavailable(err error) (response, bool) {
 	if errors.Is(err, state.ErrUnavailable) {
@@ -31,10 +23,10 @@ func unavailable(err error) (response, bool) {
 	return response{}, false
 }
 
-// save writes the record; a failure is logged as run-store-fail and does
-// not change the answer.
-func (s runStore) save(rec runstore.Record) {
-	if err := s.Save(rec); err != nil {
+// finish stores the record and lets held's locks go; a failure to store
+// is logged as run-store-fail and does not change the answer.
+func (s runStore) finish(held state.Run, rec runstore.Record) {
+	if err := held.Finish(rec); err != nil {
 		s.log.Warn().Str("REQID", rec.ReqID).Str("ERROR", err.Error()).Msg("run-store-fail")
 	}
 }
