@@ -11,7 +11,7 @@ LDFLAGS  := -s -w -X github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo.Version=$(V
 BIN      := bin/ctrl-exec
 NAMES    := ctrl-exec ctrl-exec-dispatcher ced ctrl-exec-agent cea ctrl-exec-api update-ctrl-exec-serial
 
-.PHONY: all build test vet fuzz bench demo clean install install-man man-check dist packages test-packaging test-etcd
+.PHONY: all build test vet fuzz bench demo demo-ha clean install install-man man-check dist packages test-packaging test-etcd
 
 all: build
 
@@ -62,6 +62,11 @@ bench:
 
 demo: build
 	bash test/demo.sh
+
+# Two API nodes and one etcd on loopback: pair through A, run through B,
+# read the status from A (needs etcd on PATH; make test-etcd installs it).
+demo-ha: build
+	bash test/demo-ha.sh
 
 PREFIX  ?= /usr/local
 MANDIR  ?= $(PREFIX)/share/man
