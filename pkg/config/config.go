@@ -18,10 +18,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode"
-	"unicode/utf8"
 
 	"gopkg.in/ini.v1"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 )
 
 // Warning is a non-fatal config problem. The role logs it as
@@ -37,26 +37,14 @@ const (
 	nonSp = `[^\t\n\v\f\r ]`
 )
 
-// isPerlSpace reports whether b is in Perl's \s class.
-func isPerlSpace(b byte) bool {
-	switch b {
-	case ' ', '\t', '\n', '\v', '\f', '\r':
-		return true
-	}
-	return false
-}
-
-func isPerlSpaceRune(r rune) bool { return r < utf8.RuneSelf && isPerlSpace(byte(r)) }
-
 // blankOrComment is the skip rule shared by agent.conf and scripts.conf:
 // `^\s*#` or `^\s*$`.
 func blankOrComment(line string) bool {
-	rest := strings.TrimLeftFunc(line, isPerlSpaceRune)
+	rest := perltext.TrimLeftSpace(line)
 	return rest == "" || rest[0] == '#'
 }
 
-// trimPerlSpace strips Perl \s characters from both ends.
-func trimPerlSpace(s string) string { return strings.TrimFunc(s, isPerlSpaceRune) }
+var trimPerlSpace = perltext.TrimSpace
 
 // readLines reads path the way Perl's `while (<$fh>) { chomp; ... }` does:
 // lines split on "\n" only (a "\r" stays on the line), no trailing empty line.
@@ -82,13 +70,7 @@ func readLines(path, what string) ([]string, error) {
 type openError struct{ err error }
 
 func (e openError) Error() string {
-	msg := e.err.Error()
-	var pe *fs.PathError
-	if errors.As(e.err, &pe) {
-		msg = pe.Err.Error()
-	}
-	r, size := utf8.DecodeRuneInString(msg)
-	return string(unicode.ToUpper(r)) + msg[size:]
+	return perltext.Capitalise(perltext.OSError(e.err))
 }
 
 func (e openError) Unwrap() error { return e.err }

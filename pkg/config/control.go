@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 )
 
 // Control is ctrl-exec.conf (SPEC §6.1), read by the control-host CLI and the API.
@@ -129,7 +130,7 @@ func readControl(path string, p paths.Paths) (*Control, []Warning, error) {
 	for i, line := range lines {
 		// A line starting with '#' or any whitespace is skipped, so an
 		// indented `key = value` is ignored, as upstream does.
-		if line == "" || line[0] == '#' || isPerlSpace(line[0]) {
+		if line == "" || line[0] == '#' || perltext.IsSpace(line[0]) {
 			continue
 		}
 		m := controlKV().FindStringSubmatch(line)

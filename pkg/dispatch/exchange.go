@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -119,14 +120,7 @@ func remoteAlert(err error) error {
 	return nil
 }
 
-// capitalise makes Go's lower-case errno texts read like strerror(3):
-// "connection refused" → "Connection refused".
-func capitalise(s string) string {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
-}
+var capitalise = perltext.Capitalise
 
 // answerAfterWriteError is how long a reply is waited for once sending the
 // request failed: an agent that refused it has answered already.

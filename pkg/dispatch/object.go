@@ -8,9 +8,9 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -67,7 +67,7 @@ func (o Object) Defined(key string) bool {
 }
 
 // Str returns a member as Perl would print it: a string's text, a number as
-// written, true as "1", false as "0"; "" for null or a missing member, and
+// Perl prints it (perltext.Number), true as "1", false as "0"; "" for null or a missing member, and
 // the encoded JSON for an object or array.
 func (o Object) Str(key string) string {
 	v, ok := o.Raw(key)
@@ -84,11 +84,13 @@ func (o Object) Str(key string) string {
 		}
 		return ""
 	case string(v) == "true":
-		return "1"
+		return perltext.Bool(true)
 	case string(v) == "false":
-		return "0"
+		return perltext.Bool(false)
+	case v[0] == '[' || v[0] == '{':
+		return string(v)
 	}
-	return string(v)
+	return perltext.Number(string(v))
 }
 
 // Int returns a member as Perl would numify it for %d: a number truncated
@@ -124,7 +126,7 @@ func (o Object) Int(key string) (n int64, ok bool) {
 // leadingInt is Perl's numification of a string for %d: optional leading
 // whitespace and sign, then digits; anything else stops the number.
 func leadingInt(s string) int64 {
-	s = strings.TrimLeft(s, " \t\n\r\f\v")
+	s = perltext.TrimLeftSpace(s)
 	neg := false
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		neg = s[0] == '-'

@@ -24,6 +24,8 @@ import (
 	"sync"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 )
 
 // Idents per role (SPEC §1.1). Log pipelines filter on these.
@@ -141,19 +143,15 @@ func value(v any) string {
 		return ""
 	case string:
 		s = strings.TrimSuffix(x, "\n")
-	case json.Number:
-		return x.String()
-	case bool:
-		if x {
-			return "1"
-		}
-		return "0"
+	case json.Number, bool:
+		s, _ := perltext.Scalar(x)
+		return s
 	default:
 		b, _ := json.Marshal(x)
 		s = string(b)
 	}
 	// Quote on the raw value, as upstream does, then escape.
-	if strings.ContainsAny(s, " \t\r\n\f\v") {
+	if perltext.ContainsSpace(s) {
 		return `"` + escapeControls(s) + `"`
 	}
 	return escapeControls(s)

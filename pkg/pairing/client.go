@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -245,19 +246,10 @@ func (p *Pending) Await(ctx context.Context) (*Result, error) {
 func (p *Pending) Close() error { return p.conn.Close() }
 
 // text is a JSON value as Perl would print it in a string context, for
-// the few fields compared or shown: strings as is, numbers in decimal.
+// the few fields compared or shown; "" for an array or object.
 func text(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	case bool:
-		if x {
-			return "1"
-		}
-	}
-	return ""
+	s, _ := perltext.Scalar(v)
+	return s
 }
 
 // verifyServer checks that the pairing server's certificate chains to the

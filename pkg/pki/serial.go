@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 )
 
 // CtrlExecSerialFloor is the smallest serial given to a ctrl-exec cert.
@@ -60,9 +62,9 @@ func SerialToHex(s string) (hexSerial string, ok bool) {
 	s = trimPrefixFold(s, "serial=")
 
 	if strings.Contains(s, ":") {
-		return stripLeadingZeroPairs(asciiLower(strings.ReplaceAll(s, ":", ""))), true
+		return stripLeadingZeroPairs(perltext.Lower(strings.ReplaceAll(s, ":", ""))), true
 	}
-	s = asciiLower(s)
+	s = perltext.Lower(s)
 	switch {
 	case s != "" && onlyBytes(s, "0123456789"):
 		n, _ := new(big.Int).SetString(s, 10)
@@ -92,21 +94,10 @@ func stripLeadingZeroPairs(s string) string {
 // trimPrefixFold drops the lowercase ASCII prefix, in any case, from the start
 // of s (ASCII folding only, like Perl's /i on byte strings).
 func trimPrefixFold(s, prefix string) string {
-	if len(s) >= len(prefix) && asciiLower(s[:len(prefix)]) == prefix {
+	if len(s) >= len(prefix) && perltext.Lower(s[:len(prefix)]) == prefix {
 		return s[len(prefix):]
 	}
 	return s
-}
-
-// asciiLower lowercases A-Z only, as Perl's lc does on byte strings.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	return string(b)
 }
 
 func onlyBytes(s, set string) bool {

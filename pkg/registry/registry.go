@@ -22,6 +22,7 @@ import (
 	"strings"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -69,15 +70,9 @@ func (r Record) String(key string) (string, bool) {
 	switch v := r[key].(type) {
 	case nil:
 		return "", false
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		if v {
-			return "1", true
-		}
-		return "", true
+	case string, json.Number, bool:
+		s, _ := perltext.Scalar(v)
+		return s, true
 	default:
 		b, err := wire.Marshal(v)
 		if err != nil {

@@ -347,3 +347,11 @@ func TestRegistryAddress(t *testing.T) {
 type netError struct{ host string }
 
 func (e *netError) Error() string { return "no such host " + e.host }
+
+// A boolean field reads as Perl prints it: false is "0", not "" (issue 14).
+func TestRecordBooleanAsPerlPrints(t *testing.T) {
+	r := Record{"t": true, "f": false}
+	if got := r.Get("t") + "," + r.Get("f"); got != "1,0" {
+		t.Errorf("true,false read as %q, want \"1,0\"", got)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -79,18 +80,8 @@ func ParseState(data []byte) (*State, error) {
 
 // text is a scalar member as Perl would print it; "" for absent or null.
 func text(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case json.Number:
-		return x.String()
-	case bool:
-		if x {
-			return "1"
-		}
-		return ""
-	}
-	return ""
+	s, _ := perltext.Scalar(v)
+	return s
 }
 
 // Marshal encodes the state as Go writes rotation.json: compact, overlap_days

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 )
 
 // RequestError is a request the server answers with Status and an error body
@@ -121,7 +123,7 @@ func ReadRequestHead(r *bufio.Reader, lim Limits) (*Request, error) {
 	case err != nil && err != io.EOF:
 		return nil, fmt.Errorf("read request line: %w", err)
 	}
-	fields := strings.FieldsFunc(string(trimEOL(line)), func(r rune) bool { return r < 0x80 && isPerlSpace(byte(r)) })
+	fields := strings.FieldsFunc(string(trimEOL(line)), perltext.IsSpaceRune)
 	if len(fields) == 0 {
 		return nil, ErrEmptyRequest
 	}
@@ -229,25 +231,10 @@ func splitHeader(line []byte) (name, value string, ok bool) {
 		return "", "", false
 	}
 	j := i + 1
-	for j < len(line) && isPerlSpace(line[j]) {
+	for j < len(line) && perltext.IsSpace(line[j]) {
 		j++
 	}
-	return asciiLower(line[:i]), string(line[j:]), true
-}
-
-func asciiLower(b []byte) string {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		out[i] = c
-	}
-	return string(out)
-}
-
-func isPerlSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'
+	return perltext.Lower(string(line[:i])), string(line[j:]), true
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

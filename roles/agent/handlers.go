@@ -15,6 +15,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/authhook"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/spawn"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -329,22 +330,7 @@ func (o jsonObject) get(key string) any {
 // scalarText is how Perl would use a decoded scalar as a string: strings as
 // they are, numbers as written, booleans as 1 and 0, null as "". Arrays and
 // objects have no such form.
-func scalarText(v any) (string, bool) {
-	switch x := v.(type) {
-	case nil:
-		return "", true
-	case string:
-		return x, true
-	case json.Number:
-		return x.String(), true
-	case bool:
-		if x {
-			return "1", true
-		}
-		return "0", true
-	}
-	return "", false
-}
+func scalarText(v any) (string, bool) { return perltext.Scalar(v) }
 
 func scalarTexts(vs []any) ([]string, bool) {
 	out := make([]string, len(vs))

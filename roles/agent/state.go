@@ -3,7 +3,6 @@ package agent
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
 
@@ -43,7 +43,7 @@ func parseRevoked(data []byte, log zerolog.Logger) *pki.RevocationList {
 	set := pki.NewRevocationList()
 	for _, line := range strings.Split(string(data), "\n") {
 		line, _, _ = strings.Cut(line, "#")
-		line = strings.Trim(line, " \t\r\n\f\v")
+		line = perltext.TrimSpace(line)
 		if line == "" {
 			continue
 		}
@@ -179,12 +179,4 @@ func stampOf(path string) fileStamp {
 
 // osReason is the operating system's reason alone ("Permission denied"),
 // without the path that the caller's message already names.
-func osReason(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		if msg := pe.Err.Error(); msg != "" {
-			return strings.ToUpper(msg[:1]) + msg[1:]
-		}
-	}
-	return err.Error()
-}
+func osReason(err error) string { return perltext.OSError(err) }
