@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"regexp"
 	"strconv"
-	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/ctrlserial"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
@@ -18,8 +17,6 @@ import (
 // AgentGroup owns the agent's key and certificates, so the service user
 // can read them (§7.9).
 const AgentGroup = "ctrl-exec-agent"
-
-var hexRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-fA-F]+$`) })
 
 // StoreCerts writes an approved pairing into the agent directory (§7.9):
 // agent.crt and agent.key 0640, ca.crt 0644, each written whole, then
@@ -61,12 +58,10 @@ func StoreCerts(p paths.Paths, res *Result, key crypto.Signer) (warnings []strin
 		}
 	}
 	if s := res.DispatcherSerial; s != "" {
-		if hexRE().MatchString(s) {
-			if err := atomicfile.Write(p.AgentSerial(), []byte(s+"\n"), 0o644); err != nil {
-				return nil, fmt.Errorf("store_certs: %w", err)
-			}
-		} else {
-			warnings = append(warnings, fmt.Sprintf("store_certs: ignoring ctrl-exec serial %.40q - not hex", s))
+		if err := ctrlserial.Check(s); err != nil {
+			warnings = append(warnings, fmt.Sprintf("store_certs: ignoring ctrl-exec serial %.40q - %v", s, err))
+		} else if err := ctrlserial.Write(p.AgentSerial(), s); err != nil {
+			return nil, fmt.Errorf("store_certs: %w", err)
 		}
 	}
 	grp, err := user.LookupGroup(AgentGroup)

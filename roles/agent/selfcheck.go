@@ -22,6 +22,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/ctrlserial"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pairing"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
@@ -130,7 +131,7 @@ func revokedLine(path string, stderr io.Writer) string {
 }
 
 func storedSerialLine(path string, stderr io.Writer) string {
-	if serial := readStoredSerial(path, stderr); serial != "" {
+	if serial := ctrlserial.Read(path, stderr); serial != "" {
 		return "  Stored ctrl-exec serial: " + serial
 	}
 	return fmt.Sprintf("  Stored ctrl-exec serial: none in %s - run and ping are refused until one is stored", path)

@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/ctrlserial"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
@@ -54,37 +53,6 @@ func parseRevoked(data []byte, log zerolog.Logger) *pki.RevocationList {
 	return set
 }
 
-// readStoredSerial reads the stored ctrl-exec serial (SPEC §7.11): the first
-// line with all whitespace removed, lowercased; anything but hex digits, an
-// absent file or an unreadable one is "" (no serial stored).
-func readStoredSerial(path string, stderr io.Writer) string {
-	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
-		return ""
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		fmt.Fprintf(stderr, "Cannot read ctrl-exec serial '%s': %v\n", path, osReason(err))
-		return ""
-	}
-	defer f.Close()
-	line, err := bufio.NewReader(f).ReadBytes('\n')
-	if err != nil && err != io.EOF {
-		fmt.Fprintf(stderr, "Cannot read ctrl-exec serial '%s': %v\n", path, osReason(err))
-		return ""
-	}
-	return parseStoredSerial(line)
-}
-
-// parseStoredSerial turns the first line of ctrl-exec-serial into the serial:
-// whitespace removed, lowercased, and "" unless only hex digits remain.
-func parseStoredSerial(line []byte) string {
-	line = bytes.ToLower(bytes.Join(bytes.Fields(line), nil))
-	if len(line) == 0 || strings.Trim(string(line), "0123456789abcdef") != "" {
-		return ""
-	}
-	return string(line)
-}
-
 // storedSerial keeps the stored ctrl-exec serial and notices when its file
 // changes, so a serial written by update-ctrl-exec-serial (or a Perl helper
 // that cannot find our PID) takes effect on the next connection without a
@@ -115,7 +83,7 @@ func (s *storedSerial) get(path string) string {
 	}
 	// The stamp is taken before the read: a write racing with it leaves a
 	// stale stamp, which only causes one more re-read later.
-	value := readStoredSerial(path, s.stderr)
+	value := ctrlserial.Read(path, s.stderr)
 	s.cur.Store(&serialState{path: path, stamp: stamp, value: value})
 	return value
 }

@@ -77,32 +77,6 @@ func TestLoadRevokedAbsentFile(t *testing.T) {
 	}
 }
 
-func TestParseStoredSerial(t *testing.T) {
-	tests := map[string]string{
-		"01000005\n":    "01000005",
-		"  0A BC \n":    "0abc",
-		"ABCDEF":        "abcdef",
-		"0x01\n":        "",
-		"serial=01\n":   "",
-		"\n":            "",
-		"":              "",
-		"12:34\n":       "",
-		"\t1\t2\r\n":    "12",
-		"ab\nff\n":      "ab",
-		"\xff\xfe01\n":  "",
-		"deadbeefcafe ": "deadbeefcafe",
-	}
-	for in, want := range tests {
-		line := in
-		if i := strings.IndexByte(line, '\n'); i >= 0 {
-			line = line[:i+1]
-		}
-		if got := parseStoredSerial([]byte(line)); got != want {
-			t.Errorf("parseStoredSerial(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestStoredSerialFollowsTheFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ctrl-exec-serial")
@@ -147,18 +121,6 @@ func FuzzParseRevoked(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, ok := parseRevoked(data, zerolog.Nop()).Match(""); ok {
 			t.Fatal("a peer without a serial is revoked")
-		}
-	})
-}
-
-func FuzzParseStoredSerial(f *testing.F) {
-	for _, seed := range []string{"01000005\n", " A b\tC\r\n", "0x1", "\xff"} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, line []byte) {
-		got := parseStoredSerial(line)
-		if strings.Trim(got, "0123456789abcdef") != "" {
-			t.Fatalf("%q gave non-hex %q", line, got)
 		}
 	})
 }

@@ -7,25 +7,22 @@
 package serialhelper
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/ctrlserial"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 )
-
-var hexSerial = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-fA-F]+$`) })
 
 // Main runs update-ctrl-exec-serial and returns its exit status.
 func Main(prog string, args []string) int {
@@ -56,22 +53,22 @@ func update(p paths.Paths, args []string, stdout io.Writer) error {
 		return cliapp.Exit(1, "Usage: update-ctrl-exec-serial <hex-serial>")
 	}
 	serial := args[0]
-	if !hexSerial().MatchString(serial) {
+	switch err := ctrlserial.Check(serial); {
+	case errors.Is(err, ctrlserial.ErrNotHex):
 		return cliapp.Exit(1, "Invalid serial format: must be hex string")
-	}
-	// Upstream demanded 8-40 digits, but CA serials are short (02, 0f, …):
-	// 1-40 is a deliberate relaxation (D-26).
-	if len(serial) > 40 {
+	case err != nil:
+		// Upstream demanded 8-40 digits, but CA serials are short (02, 0f, …):
+		// 1-40 is a deliberate relaxation (D-26).
 		return cliapp.Exit(1, fmt.Sprintf("Invalid serial length: expected 1–40 hex characters, got %d", len(serial)))
 	}
-	serial = strings.ToLower(serial)
+	serial = perltext.Lower(serial)
 
 	target := firstNonEmpty(os.Getenv("ENVEXEC_SERIAL_FILE"), os.Getenv("DISPATCHER_SERIAL_FILE"), p.AgentSerial())
 	dir := filepath.Dir(target)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return cliapp.Exit(2, fmt.Sprintf("Serial directory '%s' does not exist", dir))
 	}
-	if err := atomicfile.Write(target, []byte(serial+"\n"), 0644); err != nil {
+	if err := ctrlserial.Write(target, serial); err != nil {
 		return cliapp.Exit(2, fmt.Sprintf("Cannot write serial file '%s': %v", target, err))
 	}
 
