@@ -11,6 +11,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/ctrlserial"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/perltext"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
 
@@ -64,20 +65,38 @@ func StoreCerts(p paths.Paths, res *Result, key crypto.Signer) (warnings []strin
 			return nil, fmt.Errorf("store_certs: %w", err)
 		}
 	}
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = f.path
+	}
+	for _, w := range GiveToAgentGroup(0, paths...) {
+		warnings = append(warnings, "store_certs: "+w)
+	}
+	return warnings, nil
+}
+
+// GiveToAgentGroup gives files to group ctrl-exec-agent so the agent's
+// service user can read them, and to owner uid (-1 keeps the owner). What
+// goes wrong comes back as warnings to print, as upstream only warns.
+func GiveToAgentGroup(uid int, files ...string) (warnings []string) {
 	grp, err := user.LookupGroup(AgentGroup)
 	if err != nil {
-		return append(warnings, fmt.Sprintf("store_certs: group '%s' not found - set ownership manually", AgentGroup)), nil
+		return []string{fmt.Sprintf("group '%s' not found - set ownership manually", AgentGroup)}
 	}
 	gid, err := strconv.Atoi(grp.Gid)
 	if err != nil {
-		return append(warnings, fmt.Sprintf("store_certs: group '%s' has gid %q - set ownership manually", AgentGroup, grp.Gid)), nil
+		return []string{fmt.Sprintf("group '%s' has gid %q - set ownership manually", AgentGroup, grp.Gid)}
+	}
+	owner := "group " + AgentGroup
+	if uid == 0 {
+		owner = "root:" + AgentGroup
 	}
 	for _, f := range files {
-		if err := os.Chown(f.path, 0, gid); err != nil {
-			warnings = append(warnings, fmt.Sprintf("store_certs: cannot give %s to root:%s: %v - set ownership manually", f.path, AgentGroup, err))
+		if err := os.Chown(f, uid, gid); err != nil {
+			warnings = append(warnings, fmt.Sprintf("cannot give %s to %s: %s - set ownership manually", f, owner, perltext.OSError(err)))
 		}
 	}
-	return warnings, nil
+	return warnings
 }
 
 // Status is the agent's pairing state (§4.4): paired when agent.crt,

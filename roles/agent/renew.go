@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/atomicfile"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pairing"
@@ -135,19 +133,9 @@ func (s *Server) renewFailed(c *call, reqid any, code int, msg string) reply {
 }
 
 // giveToAgentGroup gives path to group ctrl-exec-agent as pairing does
-// (§7.9), keeping its owner; a missing group or a refused chown is only a
-// warning, as upstream.
+// (§7.9), keeping its owner.
 func (s *Server) giveToAgentGroup(path string) {
-	grp, err := user.LookupGroup(pairing.AgentGroup)
-	if err != nil {
-		fmt.Fprintf(s.stderr, "renew: group '%s' not found - set ownership of %s manually\n", pairing.AgentGroup, path)
-		return
-	}
-	gid, err := strconv.Atoi(grp.Gid)
-	if err != nil {
-		return
-	}
-	if err := os.Chown(path, -1, gid); err != nil {
-		fmt.Fprintf(s.stderr, "renew: cannot give %s to group %s: %v - set ownership manually\n", path, pairing.AgentGroup, osReason(err))
+	for _, w := range pairing.GiveToAgentGroup(-1, path) {
+		fmt.Fprintln(s.stderr, "renew: "+w)
 	}
 }
