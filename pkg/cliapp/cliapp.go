@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -65,12 +66,39 @@ func Run(app *cli.App, argv []string, stderr io.Writer) int {
 	return 255
 }
 
+// Spec is the option table of a role, made from its app's flags so that an
+// option is declared once: a flag cliargs did not know would be read as a
+// host name. A one-letter alias is the short form, a longer one the alias.
+func Spec(flags []cli.Flag, defaultMode string) cliargs.Spec {
+	spec := cliargs.Spec{DefaultMode: defaultMode}
+	for _, f := range flags {
+		names := f.Names()
+		if names[0] == "help" || names[0] == "version" {
+			continue // cliargs handles these itself
+		}
+		o := cliargs.Option{Name: names[0]}
+		if v, ok := f.(cli.DocGenerationFlag); ok {
+			o.TakesArg = v.TakesValue()
+		}
+		for _, a := range names[1:] {
+			if len(a) == 1 {
+				o.ShortName = a
+			} else {
+				o.Alias = a
+			}
+		}
+		spec.Options = append(spec.Options, o)
+	}
+	return spec
+}
+
 // Launch is every role's Main after its env is built: normalise args with
-// spec (pkg/cliargs), refuse an unknown mode (or a missing one when
-// needMode), let the role pick its logger for the mode, then run app.
-func Launch(prog string, args []string, spec cliargs.Spec, usage string, needMode bool,
+// the app's options (Spec, defaultMode when no mode is given), refuse an
+// unknown mode (or a missing one when needMode), let the role pick its
+// logger for the mode, then run app.
+func Launch(prog string, args []string, defaultMode string, usage string, needMode bool,
 	app *cli.App, stderr io.Writer, setLog func(mode string)) int {
-	parsed, err := cliargs.Parse(spec, args)
+	parsed, err := cliargs.Parse(Spec(app.Flags, defaultMode), args)
 	if err != nil {
 		io.WriteString(stderr, err.Error()+"\n"+usage)
 		return 255
@@ -85,4 +113,31 @@ func Launch(prog string, args []string, spec cliargs.Spec, usage string, needMod
 	}
 	setLog(parsed.Mode)
 	return Run(app, parsed.Argv(prog), stderr)
+}
+
+var longOption = regexp.MustCompile(`--([a-z][a-z0-9-]*)`)
+
+// UsageMismatches lists the disagreements between a role's usage text and
+// its flags: a visible flag the text never names, or an option the text
+// names that is not a flag. Each role's tests call it.
+func UsageMismatches(usage string, flags []cli.Flag) []string {
+	known := map[string]bool{"help": true, "version": true}
+	var out []string
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			known[n] = true
+		}
+		if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+			continue
+		}
+		if !strings.Contains(usage, "--"+f.Names()[0]) {
+			out = append(out, "usage does not name --"+f.Names()[0])
+		}
+	}
+	for _, m := range longOption.FindAllStringSubmatch(usage, -1) {
+		if !known[m[1]] {
+			out = append(out, "usage names --"+m[1]+", which is not a flag")
+		}
+	}
+	return out
 }

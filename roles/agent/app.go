@@ -12,29 +12,11 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliargs"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/completion"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
-
-// options is the agent's option table (SPEC §4.1). Unknown options are usage
-// errors; --ctrl-exec is accepted for --dispatcher (D-7).
-var options = cliargs.Spec{
-	DefaultMode: "serve",
-	Options: []cliargs.Option{
-		{Name: "config", TakesArg: true},
-		{Name: "allowlist", TakesArg: true},
-		{Name: "dispatcher", TakesArg: true, Alias: "ctrl-exec"},
-		{Name: "port", TakesArg: true},
-		{Name: "background"},
-		{Name: "timeout", TakesArg: true},
-		{Name: "key-type", TakesArg: true},
-		{Name: caFingerprintFlag, TakesArg: true},
-		{Name: pairingChildFlag, TakesArg: true}, // internal: the detached background-pairing helper (D-9)
-	},
-}
 
 // env is what every agent command needs, built once per invocation.
 type env struct {
@@ -55,7 +37,7 @@ func Main(prog string, args []string) int {
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 	}
-	return cliapp.Launch(prog, args, options, usage, false, newApp(e), e.stderr, func(mode string) {
+	return cliapp.Launch(prog, args, "serve", usage, false, newApp(e), e.stderr, func(mode string) {
 		e.log = logx.New(logx.IdentAgent, mode == "serve" || mode == "request-pairing")
 	})
 }
@@ -68,6 +50,10 @@ func newApp(e *env) *cli.App {
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		HideHelpCommand: true,
+		// The option table (SPEC §4.1; cliapp.Spec derives cliargs' from it):
+		// any other option is a usage error; --ctrl-exec is accepted for
+		// --dispatcher (D-7); the hidden flag is the background-pairing
+		// helper's (D-9).
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Value: e.paths.AgentConf(), Usage: "agent config `FILE` (serve, self-check, self-ping)"},
 			&cli.StringFlag{Name: "allowlist", Value: e.paths.ScriptsConf(), Usage: "script allowlist `FILE` (serve, self-check)"},
@@ -106,6 +92,6 @@ Modes:
   completion         bash|zsh|fish: print a shell completion script
 
 Options: --config <path> --allowlist <path> --dispatcher <host> --port <n> --background --timeout <n>
-         --ca-fingerprint sha256:<hex>
+         --ca-fingerprint sha256:<hex> --key-type rsa-4096|ecdsa-p256 (request-pairing)
 Run 'ctrl-exec-agent <mode> --help' for details.
 `

@@ -50,11 +50,6 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 )
 
-// options is the API's whole command line (SPEC §2.1): --config only.
-var options = cliargs.Spec{
-	Options: []cliargs.Option{{Name: "config", TakesArg: true}},
-}
-
 // env is what the role needs, built once per invocation.
 type env struct {
 	paths  paths.Paths
@@ -68,7 +63,7 @@ type env struct {
 // stopped it, 255 when it cannot start.
 func Main(prog string, args []string) int {
 	e := &env{paths: paths.FromEnv(), now: time.Now, stdout: os.Stdout, stderr: os.Stderr}
-	parsed, err := cliargs.Parse(options, args)
+	parsed, err := cliargs.Parse(cliapp.Spec(newApp(e).Flags, ""), args)
 	if err != nil {
 		io.WriteString(e.stderr, err.Error()+"\n"+usage)
 		return 255

@@ -12,36 +12,12 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/buildinfo"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliargs"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/completion"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/logx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 )
-
-// options is the Getopt table of SPEC §3.1: valid anywhere before "--".
-// Any other option is a usage error.
-var options = cliargs.Spec{
-	Options: []cliargs.Option{
-		{Name: "config", TakesArg: true},
-		{Name: "json"},
-		{Name: "port", TakesArg: true},
-		{Name: "username", TakesArg: true},
-		{Name: "token", TakesArg: true},
-		{Name: "script", TakesArg: true, ShortName: "s"}, // run: the seed README's spelling
-		{Name: "force"},
-		{Name: "key-type", TakesArg: true},
-		// Fleet options (none of them upstream's; see fleetops.go).
-		{Name: "tag", TakesArg: true},
-		{Name: "ndjson"},
-		{Name: "max-concurrency", TakesArg: true},
-		{Name: "max-errors", TakesArg: true},
-		{Name: "dry-run"},
-		{Name: "save"},
-		{Name: "only", TakesArg: true},
-	},
-}
 
 // env is what every command needs, built once per invocation and passed in.
 type env struct {
@@ -64,7 +40,7 @@ func Main(prog string, args []string) int {
 		stderr: os.Stderr,
 	}
 	defer e.closeState()
-	return cliapp.Launch(prog, args, options, usage, true, newApp(e), e.stderr, func(mode string) {
+	return cliapp.Launch(prog, args, "", usage, true, newApp(e), e.stderr, func(mode string) {
 		// pairing-mode is a daemon for logging purposes (D-28).
 		e.log = logx.New(logx.IdentDispatcher, mode == "pairing-mode")
 	})
@@ -110,6 +86,10 @@ func newApp(e *env) *cli.App {
 	return app
 }
 
+// globalFlags with fleetFlagDefs are the Getopt table of SPEC §3.1
+// (cliapp.Spec derives cliargs' table from them): valid anywhere before
+// "--", any other option a usage error. --script/-s is the seed README's
+// spelling; the fleet options are not upstream's (see fleetops.go).
 func globalFlags(e *env) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "config", Value: e.paths.ControlConf(), Usage: "control-host config `FILE`"},
