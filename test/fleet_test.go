@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -276,7 +275,7 @@ func (a *fakeAgent) serve(conn *tls.Conn) {
 // orderedJSON encodes key, value, key, value… as an object in that order,
 // as the agent does.
 func orderedJSON(kv ...any) []byte {
-	var o dispatch.Object
+	var o wire.Object
 	for i := 0; i+1 < len(kv); i += 2 {
 		o.Set(kv[i].(string), kv[i+1])
 	}

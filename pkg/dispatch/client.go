@@ -30,6 +30,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // Limits of one call.
@@ -208,7 +209,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) ([]RunResult, error) {
 	if args == nil {
 		args = []string{}
 	}
-	var payload Object
+	var payload wire.Object
 	payload.Set("script", req.Script)
 	payload.Set("args", args)
 	payload.Set("reqid", reqid)
@@ -249,9 +250,9 @@ func (c *Client) runOne(ctx context.Context, cfg *tls.Config, t Target, script, 
 		res.Object.Set("reqid", reqid)
 		return res
 	}
-	obj, perr := ParseObject(rep.Body)
+	obj, perr := wire.ParseObject(rep.Body)
 	if perr != nil {
-		obj = Object{}
+		obj = wire.Object{}
 		obj.Set("host", t.Host)
 		obj.Set("exit", -1)
 		obj.Set("error", "invalid JSON response")
@@ -302,7 +303,7 @@ func failureText(rep Reply, err error) string {
 	case err != nil:
 		return err.Error()
 	case rep.Status == 403:
-		if obj, perr := ParseObject(rep.Body); perr == nil && obj.Defined("error") {
+		if obj, perr := wire.ParseObject(rep.Body); perr == nil && obj.Defined("error") {
 			return "forbidden: " + obj.Str("error")
 		}
 		return "forbidden: " + rep.StatusLine
@@ -328,7 +329,7 @@ func (c *Client) PingReqID(ctx context.Context, hosts []string, reqid string) ([
 	if reqid == "" {
 		reqid = pki.NewReqID()
 	}
-	var payload Object
+	var payload wire.Object
 	payload.Set("reqid", reqid)
 	if c.WantTags {
 		payload.Set("want_tags", 1)
@@ -358,7 +359,7 @@ func (c *Client) pingOne(ctx context.Context, cfg *tls.Config, t Target, reqid s
 	var msg string
 	if err != nil || !rep.OK() {
 		msg = failureText(rep, err)
-	} else if obj, perr := ParseObject(rep.Body); perr == nil {
+	} else if obj, perr := wire.ParseObject(rep.Body); perr == nil {
 		if c.WantTags {
 			res.Tags = takeTags(&obj)
 		}
@@ -380,7 +381,7 @@ func (c *Client) pingOne(ctx context.Context, cfg *tls.Config, t Target, reqid s
 
 // takeTags removes "tags" from a ping reply and returns it when it is an
 // object of strings (nil otherwise: a Perl agent sends none).
-func takeTags(obj *Object) map[string]string {
+func takeTags(obj *wire.Object) map[string]string {
 	raw, ok := obj.Raw("tags")
 	if !ok {
 		return nil
@@ -418,7 +419,7 @@ func (c *Client) capabilitiesOne(ctx context.Context, cfg *tls.Config, t Target)
 	case !rep.OK():
 		msg = rep.StatusLine
 	default:
-		obj, perr := ParseObject(rep.Body)
+		obj, perr := wire.ParseObject(rep.Body)
 		if perr != nil {
 			msg = "invalid JSON"
 			break

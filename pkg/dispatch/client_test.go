@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -520,48 +519,6 @@ func TestParseTarget(t *testing.T) {
 		if got.String() != tt.str {
 			t.Errorf("ParseTarget(%q).String() = %q, want %q", tt.arg, got.String(), tt.str)
 		}
-	}
-}
-
-func TestObject(t *testing.T) {
-	o, err := ParseObject([]byte(` {"b":1, "a":"x","b":2,"n":null,"t":true,"f":false,"s":"42abc","fl":-3.9,"o":{"k":[1, 2]}} `))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := mustJSON(t, o), `{"b":2,"a":"x","n":null,"t":true,"f":false,"s":"42abc","fl":-3.9,"o":{"k":[1,2]}}`; got != want {
-		t.Errorf("round trip %s, want %s", got, want)
-	}
-	type intCase struct {
-		n  int64
-		ok bool
-	}
-	ints := map[string]intCase{"b": {2, true}, "n": {0, false}, "missing": {0, false}, "t": {1, true}, "f": {0, true}, "s": {42, true}, "fl": {-3, true}, "a": {0, true}}
-	for k, want := range ints {
-		n, ok := o.Int(k)
-		if (intCase{n, ok}) != want {
-			t.Errorf("Int(%q) = %d,%v want %v", k, n, ok, want)
-		}
-	}
-	strs := map[string]string{"b": "2", "a": "x", "n": "", "t": "1", "f": "0", "o": `{"k":[1, 2]}`, "missing": ""}
-	for k, want := range strs {
-		if got := o.Str(k); got != want {
-			t.Errorf("Str(%q) = %q want %q", k, got, want)
-		}
-	}
-	o.SetDefault("n", "filled")
-	o.SetDefault("a", "kept?")
-	o.Set("new", []string{})
-	if got, want := mustJSON(t, o), `{"b":2,"a":"x","n":"filled","t":true,"f":false,"s":"42abc","fl":-3.9,"o":{"k":[1,2]},"new":[]}`; got != want {
-		t.Errorf("after sets %s, want %s", got, want)
-	}
-	for _, bad := range []string{``, `[]`, `1`, `"s"`, `{"a":1}x`, `{"a":}`, "{\"a\":\"\xff\"}", `{"a":1`} {
-		if _, err := ParseObject([]byte(bad)); err == nil {
-			t.Errorf("ParseObject(%q) accepted", bad)
-		}
-	}
-	var round Object
-	if err := json.Unmarshal([]byte(`{"x":1}`), &round); err != nil || round.Str("x") != "1" {
-		t.Errorf("json.Unmarshal into Object: %v %v", err, round)
 	}
 }
 

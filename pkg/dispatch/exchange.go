@@ -263,6 +263,6 @@ func clientCertOwner(conf *tls.Config) string {
 
 // isSerialMismatch reports the agent's "serial mismatch" refusal.
 func isSerialMismatch(body []byte) bool {
-	obj, err := ParseObject(body)
+	obj, err := wire.ParseObject(body)
 	return err == nil && obj.Str("error") == "serial mismatch"
 }

@@ -1,6 +1,10 @@
 package dispatch
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
+)
 
 // RunResult is one host's outcome of Run. It marshals to the §10.4 object:
 //
@@ -9,7 +13,7 @@ import "encoding/json"
 //	no reply / HTTP  {"host","script","exit":-1,"error","rtt","reqid"}
 type RunResult struct {
 	Target Target // the host as contacted; not part of the JSON
-	Object
+	wire.Object
 }
 
 // MarshalJSON encodes the result object only.
@@ -30,7 +34,7 @@ func (r RunResult) Failed() bool {
 // {"host","status":"error","error","rtt"} with the target host.
 type PingResult struct {
 	Target Target
-	Object
+	wire.Object
 	// Tags are the agent's [tags] when the client asked for them
 	// (Client.WantTags) and the agent sent them; never part of the JSON.
 	Tags map[string]string
@@ -46,7 +50,7 @@ func (r PingResult) OK() bool { return r.Str("status") == "ok" }
 // plus "rtt", or {"host","status":"error","error","rtt"}.
 type CapResult struct {
 	Target Target
-	Object
+	wire.Object
 }
 
 // MarshalJSON encodes the result object only.

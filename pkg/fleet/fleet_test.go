@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // TestClassify pins the mapping from every §10.3/§10.4 text to a status.
@@ -43,7 +43,7 @@ func TestClassify(t *testing.T) {
 		{`{"exit":-1,"error":"args must be an array"}`, StatusFailed},
 	}
 	for _, tt := range tests {
-		o, err := dispatch.ParseObject([]byte(tt.in))
+		o, err := wire.ParseObject([]byte(tt.in))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // TestRefreshTags: a ping's tags go to the record of the agent reached,
@@ -26,7 +27,7 @@ func TestRefreshTags(t *testing.T) {
 		}
 	}
 	ping := func(target, body string, tags map[string]string) dispatch.PingResult {
-		o, err := dispatch.ParseObject([]byte(body))
+		o, err := wire.ParseObject([]byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}

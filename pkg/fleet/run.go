@@ -7,6 +7,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // Options are the guardrails and the stream of one call.
@@ -15,7 +16,7 @@ type Options struct {
 	MaxErrors      Limit // failures tolerated before hosts not yet started are skipped (unset: no limit)
 	// OnResult, if set, hears each result (status set) as soon as it is
 	// ready, in completion order, on the calling goroutine.
-	OnResult func(dispatch.Object)
+	OnResult func(wire.Object)
 }
 
 // Run is one script run with status, guardrails, streaming and the audit

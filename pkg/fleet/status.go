@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // The values of a run result's "status" field.
@@ -56,7 +57,7 @@ const (
 //	"skipped: …"                                       skipped
 //	anything else ("invalid JSON response", "500 Error"
 //	  from the agent, "args must be an array", …)      failed
-func Classify(o dispatch.Object) string {
+func Classify(o wire.Object) string {
 	msg := o.Str("error")
 	if msg == "" {
 		if code, ok := o.Int("exit"); ok && code == 0 {
@@ -119,8 +120,8 @@ func (c Counts) Add(status string) { c[status]++ }
 
 // Object is the summary's counts: every status in Statuses order (zeros
 // included, so a reader needs no defaults) and "total".
-func (c Counts) Object(keys []string) dispatch.Object {
-	var o dispatch.Object
+func (c Counts) Object(keys []string) wire.Object {
+	var o wire.Object
 	total := 0
 	for _, k := range keys {
 		o.Set(k, c[k])

@@ -4,7 +4,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // ContentTypeNDJSON is the media type of a result stream.
@@ -28,7 +28,7 @@ type Stream struct {
 func NewStream(w io.Writer) *Stream { return &Stream{w: w} }
 
 // Result writes one result line.
-func (s *Stream) Result(o dispatch.Object) {
+func (s *Stream) Result(o wire.Object) {
 	b, err := o.MarshalJSON()
 	if err != nil {
 		s.fail(err)
@@ -42,7 +42,7 @@ func (s *Stream) Result(o dispatch.Object) {
 func (s *Stream) Summary(c Counts, keys []string, reqid string) {
 	sum := c.Object(keys)
 	sum.Set("reqid", reqid)
-	var o dispatch.Object
+	var o wire.Object
 	o.Set("summary", sum)
 	b, _ := o.MarshalJSON()
 	s.line(b)
@@ -51,7 +51,7 @@ func (s *Stream) Summary(c Counts, keys []string, reqid string) {
 // Error writes a closing line for a call the engine refused as a whole:
 // {"error":"<text>"}.
 func (s *Stream) Error(err error) {
-	var o dispatch.Object
+	var o wire.Object
 	o.Set("error", err.Error())
 	b, _ := o.MarshalJSON()
 	s.line(b)

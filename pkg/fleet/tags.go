@@ -12,6 +12,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // Registry fields kept for targeting by tag. Perl readers ignore them.
@@ -176,7 +177,7 @@ func CapTags(r dispatch.CapResult) (map[string]string, bool) {
 	if !present || !r.OK() {
 		return nil, false
 	}
-	obj, err := dispatch.ParseObject(raw)
+	obj, err := wire.ParseObject(raw)
 	if err != nil {
 		return nil, false
 	}

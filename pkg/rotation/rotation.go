@@ -37,6 +37,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // Defaults (SPEC §6.1, §15.2).
@@ -562,7 +563,7 @@ func (r *Rotator) dispatch(ctx context.Context, reqid, serial string, addrs []st
 			if err != nil {
 				r.Log.Error().Str("ERROR", fmt.Sprintf("%s certificate: %v", id.name, err)).Msg("serial-broadcast-error")
 				for _, i := range batch {
-					var o dispatch.Object
+					var o wire.Object
 					o.Set("exit", -1)
 					o.Set("error", err.Error())
 					results[i] = dispatch.RunResult{Object: o}

@@ -74,20 +74,20 @@ func (s Store) Save(rec Record) error {
 // Load reads a stored record as an object (every field kept): ErrNoResult
 // when there is none, ErrCorrupt when it is not one JSON object, another
 // error when it cannot be read.
-func (s Store) Load(reqid string) (dispatch.Object, error) {
+func (s Store) Load(reqid string) (wire.Object, error) {
 	if !resultFile().MatchString(reqid + ".json") {
-		return dispatch.Object{}, ErrNoResult
+		return wire.Object{}, ErrNoResult
 	}
 	data, err := os.ReadFile(filepath.Join(s.Dir, reqid+".json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return dispatch.Object{}, ErrNoResult
+		return wire.Object{}, ErrNoResult
 	}
 	if err != nil {
-		return dispatch.Object{}, err
+		return wire.Object{}, err
 	}
-	rec, err := dispatch.ParseObject(data)
+	rec, err := wire.ParseObject(data)
 	if err != nil {
-		return dispatch.Object{}, ErrCorrupt
+		return wire.Object{}, ErrCorrupt
 	}
 	return rec, nil
 }
@@ -129,7 +129,7 @@ var ErrNothingToRerun = errors.New("no host of that run has the statuses asked f
 // is classified from its exit and error. Results in request order pair with
 // "hosts" by position, so a host keeps the port it was asked with; when the
 // counts differ (Perl stores completion order) the result's host is used.
-func PlanRerun(rec dispatch.Object, only []string) (Rerun, error) {
+func PlanRerun(rec wire.Object, only []string) (Rerun, error) {
 	var r Rerun
 	if err := decodeMember(rec, "script", &r.Script); err != nil || r.Script == "" {
 		return Rerun{}, fmt.Errorf("%w: no script", ErrCorrupt)
@@ -140,7 +140,7 @@ func PlanRerun(rec dispatch.Object, only []string) (Rerun, error) {
 	}
 	var hosts []string
 	_ = decodeMember(rec, "hosts", &hosts)
-	var results []dispatch.Object
+	var results []wire.Object
 	if err := decodeMember(rec, "results", &results); err != nil {
 		return Rerun{}, fmt.Errorf("%w: results: %v", ErrCorrupt, err)
 	}
@@ -166,7 +166,7 @@ func PlanRerun(rec dispatch.Object, only []string) (Rerun, error) {
 	return r, nil
 }
 
-func decodeMember(o dispatch.Object, key string, v any) error {
+func decodeMember(o wire.Object, key string, v any) error {
 	raw, ok := o.Raw(key)
 	if !ok {
 		return fmt.Errorf("no %q", key)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 func TestSaveLoadPurge(t *testing.T) {
@@ -56,8 +56,8 @@ func TestSaveLoadPurge(t *testing.T) {
 }
 
 func TestPlanRerun(t *testing.T) {
-	rec := func(s string) dispatch.Object {
-		o, err := dispatch.ParseObject([]byte(s))
+	rec := func(s string) wire.Object {
+		o, err := wire.ParseObject([]byte(s))
 		if err != nil {
 			t.Fatal(err)
 		}

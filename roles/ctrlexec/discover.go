@@ -14,6 +14,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 func discoverCommand(e *env) *cli.Command {
@@ -133,9 +134,9 @@ func discover(e *env, c *cli.Context) error {
 		rows = kept
 	}
 
-	entries := make([]dispatch.Object, len(rows))
+	entries := make([]wire.Object, len(rows))
 	for i, r := range rows {
-		var o dispatch.Object
+		var o wire.Object
 		o.Set("hostname", r.rec.Hostname())
 		o.Set("address", r.res.Target.Arg)
 		o.Set("status", orDefault(r.res.Object, "status", "error"))
@@ -153,8 +154,8 @@ func discover(e *env, c *cli.Context) error {
 	}
 	if s.json {
 		err = writeJSONLine(e.stdout, struct {
-			OK     int               `json:"ok"`
-			Agents []dispatch.Object `json:"agents"`
+			OK     int           `json:"ok"`
+			Agents []wire.Object `json:"agents"`
 		}{1, entries})
 	} else {
 		err = writeDiscoverTable(e.stdout, entries)
@@ -171,7 +172,7 @@ func discover(e *env, c *cli.Context) error {
 const discoverRow = "%-30s  %-8s  %-7s  %s\n"
 
 // writeDiscoverTable: HOSTNAME STATUS SCRIPTS TAGS (k=v, sorted by key).
-func writeDiscoverTable(w io.Writer, entries []dispatch.Object) error {
+func writeDiscoverTable(w io.Writer, entries []wire.Object) error {
 	var b bytes.Buffer
 	if len(entries) == 0 {
 		b.WriteString("No registered agents.\n")

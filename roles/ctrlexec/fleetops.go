@@ -19,6 +19,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/renewal"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // fleetFlags are the fleet options of run, ping and rerun (none of them
@@ -246,10 +247,10 @@ func dryRun(e *env, asJSON bool, p runPlan, d authhook.Decision, conflicts []str
 	for _, c := range conflicts {
 		held[strings.TrimSuffix(c, ":"+p.script)] = true
 	}
-	entries := make([]dispatch.Object, len(p.hosts))
+	entries := make([]wire.Object, len(p.hosts))
 	allowed := d.OK && len(conflicts) == 0
 	for i, h := range p.hosts {
-		var o dispatch.Object
+		var o wire.Object
 		o.Set("host", h)
 		o.Set("script", p.script)
 		switch {
@@ -263,7 +264,7 @@ func dryRun(e *env, asJSON bool, p runPlan, d authhook.Decision, conflicts []str
 	}
 	var err error
 	if asJSON {
-		var out dispatch.Object
+		var out wire.Object
 		out.Set("ok", 1)
 		out.Set("dry_run", 1)
 		out.Set("script", p.script)
@@ -284,8 +285,8 @@ func dryRun(e *env, asJSON bool, p runPlan, d authhook.Decision, conflicts []str
 
 // withExit gives a dry-run entry the exit its status reads from: 0 when it
 // would run, -1 when it would not.
-func withExit(o dispatch.Object) dispatch.Object {
-	var c dispatch.Object
+func withExit(o wire.Object) wire.Object {
+	var c wire.Object
 	c.Set("error", o.Str("error"))
 	if o.Str("error") == "" {
 		c.Set("exit", 0)
@@ -307,7 +308,7 @@ func nonNil(s []string) []string {
 //	dry run: would run <script> with N args on M hosts; nothing was run
 //	==> <host>  [ok]
 //	==> <host>  [locked]
-func writeDryRunText(w io.Writer, p runPlan, entries []dispatch.Object) error {
+func writeDryRunText(w io.Writer, p runPlan, entries []wire.Object) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "dry run: would run %s with %d args on %d hosts; nothing was run\n", p.script, len(p.args), len(p.hosts))
 	for _, o := range entries {

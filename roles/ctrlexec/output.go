@@ -106,7 +106,7 @@ func writePingTable(w io.Writer, results []dispatch.PingResult) error {
 }
 
 // orDefault is Perl's `$r->{key} // $def`.
-func orDefault(o dispatch.Object, key, def string) string {
+func orDefault(o wire.Object, key, def string) string {
 	if o.Defined(key) {
 		return o.Str(key)
 	}

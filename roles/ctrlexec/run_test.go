@@ -11,6 +11,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/authhook"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 func TestSplitRunArgs(t *testing.T) {
@@ -57,7 +58,7 @@ func TestSplitRunArgs(t *testing.T) {
 
 func runResult(t *testing.T, js string) dispatch.RunResult {
 	t.Helper()
-	o, err := dispatch.ParseObject([]byte(js))
+	o, err := wire.ParseObject([]byte(js))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func runResult(t *testing.T, js string) dispatch.RunResult {
 
 func pingResult(t *testing.T, js string) dispatch.PingResult {
 	t.Helper()
-	o, err := dispatch.ParseObject([]byte(js))
+	o, err := wire.ParseObject([]byte(js))
 	if err != nil {
 		t.Fatal(err)
 	}
