@@ -2,7 +2,6 @@ package pairing
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -144,10 +143,7 @@ func (p *Pending) submit(ctx context.Context, sub Submission) (string, error) {
 	stop := context.AfterFunc(ctx, func() { p.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	body := sub.Encode()
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "POST /pair HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
-	b.Write(body)
-	if _, err := p.conn.Write(b.Bytes()); err != nil {
+	if err := wire.WriteRequest10(p.conn, "POST", "/pair", body); err != nil {
 		return "", fmt.Errorf("send pairing request: %w", err)
 	}
 	frame, err := wire.ReadPairingFrame(p.br)

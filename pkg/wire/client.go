@@ -24,20 +24,39 @@ const (
 // explicit Content-Length (0 for a nil body), in one write. method, path and
 // host are refused if they could break the request line or a header.
 func WriteClientRequest(w io.Writer, method, path, host string, body []byte) error {
-	if method == "" || strings.ContainsAny(method, " \t\r\n") ||
-		path == "" || strings.ContainsAny(path, " \t\r\n") ||
-		strings.ContainsAny(host, "\r\n") {
-		return fmt.Errorf("client request %q %q to %q: method, path or host not usable in a request line", method, path, host)
-	}
-	var b bytes.Buffer
-	b.Grow(160 + len(body))
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n",
-		method, path, host, len(body))
-	b.Write(body)
-	if _, err := w.Write(b.Bytes()); err != nil {
+	if err := writeRequest(w, method, path, host, true, body); err != nil {
 		return fmt.Errorf("send %s %s to %s: %w", method, path, host, err)
 	}
 	return nil
+}
+
+// WriteRequest10 writes the HTTP/1.0 request upstream's agent sends to the
+// pairing port and in self-ping: the request line, Content-Type:
+// application/json and Content-Length, no Host, in one write. A failed write
+// comes back as is, for the caller to name.
+func WriteRequest10(w io.Writer, method, path string, body []byte) error {
+	return writeRequest(w, method, path, "", false, body)
+}
+
+// writeRequest is HTTP/1.1 with Host and Connection: close, or HTTP/1.0
+// without them.
+func writeRequest(w io.Writer, method, path, host string, http11 bool, body []byte) error {
+	if method == "" || strings.ContainsAny(method, " \t\r\n") ||
+		path == "" || strings.ContainsAny(path, " \t\r\n") ||
+		strings.ContainsAny(host, "\r\n") {
+		return fmt.Errorf("request %q %q to %q: method, path or host not usable in a request line", method, path, host)
+	}
+	var b bytes.Buffer
+	b.Grow(160 + len(body))
+	if http11 {
+		fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", method, path, host)
+	} else {
+		fmt.Fprintf(&b, "%s %s HTTP/1.0\r\n", method, path)
+	}
+	fmt.Fprintf(&b, "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
+	b.Write(body)
+	_, err := w.Write(b.Bytes())
+	return err
 }
 
 // ReadClientResponse reads an agent's HTTP/1.x response. statusLine is the

@@ -39,6 +39,22 @@ func TestWriteClientRequest(t *testing.T) {
 	}
 }
 
+// Upstream's agent (bin/ctrl-exec-agent self-ping, AgentPairing request)
+// prints exactly this: HTTP/1.0, no Host.
+func TestWriteRequest10(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteRequest10(&b, "POST", "/pair", []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := "POST /pair HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if err := WriteRequest10(io.Discard, "POST", "/p q", nil); err == nil {
+		t.Error("a path with a space was written")
+	}
+}
+
 func TestReadClientResponse(t *testing.T) {
 	type result struct {
 		Status int

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -198,11 +197,8 @@ func selfPing(e *env, configPath string) error {
 	fmt.Fprintln(out, "  mTLS handshake: OK")
 
 	body := wire.JSON(map[string]string{"reqid": fmt.Sprintf("%08x", rand.Uint32())})
-	var req bytes.Buffer
-	fmt.Fprintf(&req, "POST /ping HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body))
-	req.Write(body)
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	_, werr := conn.Write(req.Bytes())
+	werr := wire.WriteRequest10(conn, "POST", "/ping", body)
 	response, rerr := io.ReadAll(conn)
 
 	switch {
