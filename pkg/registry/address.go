@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -53,4 +54,32 @@ func host(ctx context.Context, rec Record, lookup func(ctx context.Context, host
 		return name
 	}
 	return ip
+}
+
+// MaxLookups bounds the name lookups Addresses makes at once.
+const MaxLookups = 32
+
+// Addresses is the Address of each record, at most MaxLookups name lookups
+// at once, each within lookupTimeout and ctx. A nil lookup is the system
+// resolver.
+func Addresses(ctx context.Context, recs []Record, lookup func(ctx context.Context, host string) ([]string, error)) []string {
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupHost
+	}
+	out := make([]string, len(recs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, MaxLookups)
+	for i, rec := range recs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+			defer cancel()
+			out[i] = AddressWith(lctx, rec, lookup)
+		}()
+	}
+	wg.Wait()
+	return out
 }

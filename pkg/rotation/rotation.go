@@ -21,12 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,8 +45,6 @@ const (
 	SerialScript = "update-ctrl-exec-serial"
 	// prevSuffix marks the previous key pair kept for the overlap (D-25).
 	prevSuffix = ".prev"
-	// addressLookups bounds the name lookups of registry addresses at once.
-	addressLookups = 32
 )
 
 // Rotator rotates the ctrl-exec certificate and brings agents up to date.
@@ -486,7 +482,7 @@ func (r *Rotator) broadcastLocked(ctx context.Context) ([]Report, error) {
 		return nil, nil
 	}
 
-	addrs := r.addresses(ctx, targets)
+	addrs := registry.Addresses(ctx, targets, r.Lookup)
 	reqid := pki.NewReqID()
 	// Which pair to try first for each agent, and the other one.
 	first := make([]*identity, len(targets))
@@ -618,30 +614,6 @@ func (r *Rotator) havePrev() bool {
 		}
 	}
 	return true
-}
-
-// addresses is registry.Address of each record, looked up a few at a time.
-func (r *Rotator) addresses(ctx context.Context, recs []registry.Record) []string {
-	lookup := r.Lookup
-	if lookup == nil {
-		lookup = net.DefaultResolver.LookupHost
-	}
-	out := make([]string, len(recs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, addressLookups)
-	for i, rec := range recs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			out[i] = registry.AddressWith(lctx, rec, lookup)
-		}()
-	}
-	wg.Wait()
-	return out
 }
 
 // ExpireStale is expire_stale_agents (§15.2.5): once the overlap window has

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -76,9 +75,6 @@ func newFleet(cfg *config.Control, b *state.Backend, log zerolog.Logger, now fun
 	return &liveFleet{Client: c, registry: b.Registry, log: log, now: now}
 }
 
-// addressLookups bounds the name lookups registry.Address makes at once.
-const addressLookups = 32
-
 func (f *liveFleet) Registered() ([]agent, error) {
 	recs, skipped, err := f.registry.List()
 	if err != nil {
@@ -87,20 +83,10 @@ func (f *liveFleet) Registered() ([]agent, error) {
 	for _, s := range skipped {
 		f.log.Warn().Str("PATH", s.Path).Str("ERROR", s.Err.Error()).Msg("registry-skip")
 	}
+	addrs := registry.Addresses(context.Background(), recs, nil)
 	agents := make([]agent, len(recs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, addressLookups)
 	for i, rec := range recs {
-		agents[i].Hostname = rec.Hostname()
-		agents[i].Tags = ops.RecordTags(rec)
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			agents[i].Address = registry.Address(rec)
-		}()
+		agents[i] = agent{Hostname: rec.Hostname(), Tags: ops.RecordTags(rec), Address: addrs[i]}
 	}
-	wg.Wait()
 	return agents, nil
 }
