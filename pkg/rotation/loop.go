@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/sessioncache"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/testknobs"
 )
 
@@ -170,4 +171,32 @@ func ClockFromEnv(real func() time.Time) func() time.Time {
 	}
 	t0 := real()
 	return func() time.Time { return start.Add(real().Sub(t0)) }
+}
+
+// StartLoop is how a role runs the loop (pairing-mode, and the API with
+// api_rotation_loop): Start with the first-pass delay of FirstPassFromEnv,
+// cfg's cert_check_interval and leading, the state backend's election
+// (nil: this node always leads).
+func StartLoop(ctx context.Context, cfg *config.Control, r *Rotator, leading func() bool) (stop func()) {
+	return Start(ctx, Loop{
+		Rotator:   r,
+		FirstPass: FirstPassFromEnv(),
+		Interval:  time.Duration(cfg.CertCheckInterval) * time.Second,
+		Leading:   leading,
+	})
+}
+
+// ForgetSessions is the AfterRotate of a role whose client resumes TLS
+// sessions: the ctrl-exec certificate changed, so the in-memory cache
+// (nil: none) is cleared and every user's cache file under stateDir is
+// removed. A file that cannot be removed goes to warn.
+func ForgetSessions(sessions *sessioncache.Cache, stateDir string, warn func(error)) func() {
+	return func() {
+		if sessions != nil {
+			sessions.Clear()
+		}
+		if err := sessioncache.Remove(stateDir); err != nil && warn != nil {
+			warn(err)
+		}
+	}
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
@@ -29,16 +28,6 @@ func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, session
 	client.Sessions = sessions // nil when session_cache = off
 	r := rotation.New(cfg, client, e.log, rotation.ClockFromEnv(e.now))
 	r.Registry, r.Serials = b.RegistryIn(cfg.RegistryDir), b.Serials
-	r.AfterRotate = func() {
-		if sessions != nil {
-			sessions.Clear()
-		}
-		_ = sessioncache.Remove(e.paths.StateDir())
-	}
-	return rotation.Start(ctx, rotation.Loop{
-		Rotator:   r,
-		FirstPass: rotation.FirstPassFromEnv(),
-		Interval:  time.Duration(cfg.CertCheckInterval) * time.Second,
-		Leading:   b.Elect("rotation"), // etcd: one node's loop at a time
-	})
+	r.AfterRotate = rotation.ForgetSessions(sessions, e.paths.StateDir(), nil)
+	return rotation.StartLoop(ctx, cfg, r, b.Elect("rotation")) // etcd: one node's loop at a time
 }

@@ -3,7 +3,6 @@ package ctrlexec
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
@@ -20,12 +19,7 @@ import (
 // Test builds only (pkg/testknobs): $CTRL_EXEC_TEST_CHECK_DELAY replaces the
 // 5 s, $CTRL_EXEC_TEST_NOW sets the loop's clock (see pkg/rotation).
 func startCheckLoop(ctx context.Context, e *env, conf *config.Control) (stop func()) {
-	return rotation.Start(ctx, rotation.Loop{
-		Rotator:   newRotator(e, conf),
-		FirstPass: rotation.FirstPassFromEnv(),
-		Interval:  time.Duration(conf.CertCheckInterval) * time.Second,
-		Leading:   e.state.Elect("rotation"), // etcd: one node's loop at a time
-	})
+	return rotation.StartLoop(ctx, conf, newRotator(e, conf), e.state.Elect("rotation")) // etcd: one node's loop at a time
 }
 
 // newRotator is rotation as the CLI runs it: the dispatch client of
@@ -43,19 +37,10 @@ func newRotator(e *env, conf *config.Control) *rotation.Rotator {
 		r.Registry = e.state.RegistryIn(conf.RegistryDir)
 		r.Serials = e.state.Serials
 	}
-	r.AfterRotate = func() {
-		if client.Sessions != nil {
-			client.Sessions.Clear()
-		}
-		dropSessionFiles(e)
-	}
+	r.AfterRotate = rotation.ForgetSessions(client.Sessions, e.paths.StateDir(), e.warnSessionCache)
 	return r
 }
 
-// dropSessionFiles removes the TLS session cache files of every user: the
-// ctrl-exec certificate changed, so no cached session may be offered again.
-func dropSessionFiles(e *env) {
-	if err := sessioncache.Remove(e.paths.StateDir()); err != nil {
-		fmt.Fprintf(e.stderr, "Warning: TLS session cache not removed: %v\n", err)
-	}
+func (e *env) warnSessionCache(err error) {
+	fmt.Fprintf(e.stderr, "Warning: TLS session cache not removed: %v\n", err)
 }

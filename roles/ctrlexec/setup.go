@@ -12,6 +12,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
 )
 
 // ctrlExecCertDays is the lifetime of the ctrl-exec cert made by
@@ -125,7 +126,8 @@ func setupCtrlExec(e *env) error {
 	if _, err := ca.IssueCtrlExecCert(keyPath, certPath, pki.KeyBitsFromEnv(), ctrlExecCertDays, e.now()); err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
-	dropSessionFiles(e)
+	// A new ctrl-exec certificate: no cached TLS session may be offered again.
+	rotation.ForgetSessions(nil, e.paths.StateDir(), e.warnSessionCache)()
 	fmt.Fprintf(e.stdout, "ctrl-exec cert created:\n  Key:  %s\n  Cert: %s\nRun 'ctrl-exec pairing-mode' to re-pair agents as needed.\n", keyPath, certPath)
 	return nil
 }
