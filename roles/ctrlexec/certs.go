@@ -66,7 +66,7 @@ func rotateCert(e *env, c *cli.Context) error {
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
-	warnConfig(e, warns)
+	config.LogWarnings(e.log, warns)
 	if _, err := e.stateBackend(conf.Path, conf); err != nil {
 		return err
 	}

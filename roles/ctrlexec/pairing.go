@@ -237,7 +237,7 @@ func runPairingMode(e *env, c *cli.Context) error {
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
-	warnConfig(e, warns)
+	config.LogWarnings(e.log, warns)
 	backend, err := e.stateBackend(conf.Path, conf)
 	if err != nil {
 		return err
@@ -497,17 +497,4 @@ func (p *pairingConsole) deny(id string) {
 		return
 	}
 	fmt.Fprintln(p.out, "Waiting for next request... (Ctrl-C to exit pairing mode)")
-}
-
-// warnConfig logs the config loader's findings as config-warn lines.
-func warnConfig(e *env, warns []config.Warning) {
-	for _, w := range warns {
-		ev := e.log.Warn()
-		if w.Entry != "" {
-			ev = ev.Str("ENTRY", w.Entry)
-		} else {
-			ev = ev.Str("KEY", w.Key)
-		}
-		ev.Str("MSG", w.Msg).Msg("config-warn")
-	}
 }

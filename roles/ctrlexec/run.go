@@ -121,15 +121,7 @@ func loadFanoutSetup(e *env, c *cli.Context) (*fanoutSetup, error) {
 	if conf.LogFormat != "" {
 		e.log = logx.NewFormat(logx.IdentDispatcher, false, conf.LogFormat)
 	}
-	for _, w := range warns {
-		ev := e.log.Warn()
-		if w.Entry != "" {
-			ev = ev.Str("ENTRY", w.Entry)
-		} else {
-			ev = ev.Str("KEY", w.Key)
-		}
-		ev.Str("MSG", w.Msg).Msg("config-warn")
-	}
+	config.LogWarnings(e.log, warns)
 	// Opened now so that a broken etcd setting stops run, ping and
 	// discover before any agent is contacted.
 	if _, err := e.stateBackend(conf.Path, conf); err != nil {
