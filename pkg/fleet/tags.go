@@ -6,7 +6,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
@@ -213,23 +212,4 @@ func TagFields(tags map[string]string, now time.Time) map[string]any {
 		stored[k] = v
 	}
 	return map[string]any{FieldTags: stored, FieldTagsUpdated: pki.ISOTime(now)}
-}
-
-// Addresses resolves records to the addresses to contact
-// (registry.Address), a bounded number of name lookups at once.
-func Addresses(recs []registry.Record) []string {
-	out := make([]string, len(recs))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i, rec := range recs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i] = registry.Address(rec)
-		}()
-	}
-	wg.Wait()
-	return out
 }

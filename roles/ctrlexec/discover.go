@@ -82,7 +82,7 @@ func discover(e *env, c *cli.Context) error {
 	if d := s.authorise(ctx, e, authhook.Request{Action: authhook.ActionPing, Hosts: names}); !d.OK {
 		return denied(e, s.json, d)
 	}
-	addrs := fleet.Addresses(recs)
+	addrs := registry.Addresses(ctx, recs, nil)
 	client, prog := s.client(e, c, len(addrs))
 	var results []dispatch.CapResult
 	for len(addrs) > len(results) { // the engine takes at most MaxHosts per call

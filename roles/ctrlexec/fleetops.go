@@ -140,7 +140,7 @@ func resolveTargets(e *env, conf *config.Control, hosts []string, sels []fleet.T
 	if err != nil {
 		return nil, err
 	}
-	return fleet.Union(hosts, fleet.Addresses(matched)), nil
+	return fleet.Union(hosts, registry.Addresses(context.Background(), matched, nil)), nil
 }
 
 // runPlan is one run as the CLI is about to make it.
