@@ -19,6 +19,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate/etcdtest"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 func open(t *testing.T, endpoints []string) *etcdstate.Client {
@@ -203,7 +204,7 @@ func TestRunsVisibleAcrossNodes(t *testing.T) {
 	}
 }
 
-func mustRaw(t *testing.T, o dispatch.Object, k string) []byte {
+func mustRaw(t *testing.T, o wire.Object, k string) []byte {
 	v, ok := o.Raw(k)
 	if !ok {
 		t.Fatalf("no %q in %v", k, o.Keys())

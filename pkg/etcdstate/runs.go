@@ -64,7 +64,7 @@ func runningJSON(rec runstore.Record) []byte {
 	if rec.Results == nil {
 		rec.Results = []dispatch.RunResult{}
 	}
-	var o dispatch.Object
+	var o wire.Object
 	o.Set("reqid", rec.ReqID)
 	o.Set("script", rec.Script)
 	o.Set("hosts", rec.Hosts)
@@ -152,22 +152,22 @@ func (r *Runs) put(reqid string, data []byte) error {
 
 // Load reads a record: runstore.ErrNoResult when there is none,
 // runstore.ErrCorrupt when it is not one JSON object.
-func (r *Runs) Load(reqid string) (dispatch.Object, error) {
+func (r *Runs) Load(reqid string) (wire.Object, error) {
 	if !runstore.ValidReqID(reqid) {
-		return dispatch.Object{}, runstore.ErrNoResult
+		return wire.Object{}, runstore.ErrNoResult
 	}
 	ctx, cancel := r.C.opCtx()
 	defer cancel()
 	resp, err := r.C.cli.Get(ctx, r.key(reqid))
 	if err != nil {
-		return dispatch.Object{}, r.C.unavailable("read run "+reqid, err)
+		return wire.Object{}, r.C.unavailable("read run "+reqid, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return dispatch.Object{}, runstore.ErrNoResult
+		return wire.Object{}, runstore.ErrNoResult
 	}
-	rec, err := dispatch.ParseObject(resp.Kvs[0].Value)
+	rec, err := wire.ParseObject(resp.Kvs[0].Value)
 	if err != nil {
-		return dispatch.Object{}, runstore.ErrCorrupt
+		return wire.Object{}, runstore.ErrCorrupt
 	}
 	return rec, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // ErrUnavailable matches every failure to reach the state backend: the API
@@ -43,7 +44,7 @@ type Locker interface {
 // Runs is §7.8's stored runs.
 type Runs interface {
 	Save(rec runstore.Record) error
-	Load(reqid string) (dispatch.Object, error)
+	Load(reqid string) (wire.Object, error)
 	Purge()
 }
 

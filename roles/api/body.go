@@ -7,6 +7,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
 // Refusals of a request body (§14.4, §14.5), sent as 400 details.
@@ -21,7 +22,7 @@ const (
 // requestBody is a request's body and the credentials that come with it.
 type requestBody struct {
 	raw      []byte
-	obj      dispatch.Object // the members when raw is one JSON object
+	obj      wire.Object // the members when raw is one JSON object
 	isObject bool
 	username string
 	token    string
@@ -37,7 +38,7 @@ func parseBody(raw []byte, authorization string) requestBody {
 	if len(raw) == 0 {
 		return b
 	}
-	obj, err := dispatch.ParseObject(raw)
+	obj, err := wire.ParseObject(raw)
 	if err != nil {
 		return b
 	}

@@ -180,9 +180,9 @@ func dryRunResponse(hosts []string, script string, args []string, d authhook.Dec
 	for _, c := range conflicts {
 		held[strings.TrimSuffix(c, ":"+script)] = true
 	}
-	entries := make([]dispatch.Object, len(hosts))
+	entries := make([]wire.Object, len(hosts))
 	for i, h := range hosts {
-		var o dispatch.Object
+		var o wire.Object
 		o.Set("host", h)
 		o.Set("script", script)
 		switch {
@@ -197,7 +197,7 @@ func dryRunResponse(hosts []string, script string, args []string, d authhook.Dec
 		}
 		entries[i] = o
 	}
-	var out dispatch.Object
+	var out wire.Object
 	out.Set("ok", true)
 	out.Set("dry_run", true)
 	out.Set("script", script)

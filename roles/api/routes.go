@@ -27,7 +27,7 @@ func jsonResponse(status int, v any) response {
 
 // errorResponse is the §14.3 shape; detail is left out when empty.
 func errorResponse(status int, class, detail string) response {
-	var o dispatch.Object
+	var o wire.Object
 	o.Set("ok", false)
 	o.Set("error", class)
 	if detail != "" {
@@ -38,7 +38,7 @@ func errorResponse(status int, class, detail string) response {
 
 // denied is the 403 of a refused authorisation.
 func denied(d authhook.Decision) response {
-	var o dispatch.Object
+	var o wire.Object
 	o.Set("ok", false)
 	o.Set("error", d.Reason)
 	o.Set("code", d.Code)
@@ -84,7 +84,7 @@ func (s *Server) handle(ctx context.Context, req *wire.Request, peer string) res
 			"spec": "/openapi.json", "live_spec": "/openapi-live.json", "endpoints": endpoints,
 		})
 	case path == "/health" && method == "GET":
-		var o dispatch.Object
+		var o wire.Object
 		o.Set("ok", true)
 		o.Set("version", s.version)
 		o.Set("commit", s.commit)
@@ -280,7 +280,7 @@ func (s *Server) status(reqid string) response {
 	case err != nil:
 		return errorResponse(500, "server error", "cannot read result: "+err.Error())
 	}
-	var out dispatch.Object
+	var out wire.Object
 	out.Set("ok", true)
 	for _, k := range rec.Keys() {
 		v, _ := rec.Raw(k)
