@@ -323,6 +323,21 @@ func startRealAgent(tb testing.TB, p *fleetPKI, name string) (*realAgent, error)
 	return a, a.waitReady(20 * time.Second)
 }
 
+// writeAllowlist writes scripts.conf under dir: a body starting with "#!"
+// becomes a script file in /opt/ctrl-exec-scripts, any other is a path.
+func writeAllowlist(tb testing.TB, dir string, scripts map[string]string) {
+	tb.Helper()
+	var allow strings.Builder
+	for script, body := range scripts {
+		path := body
+		if strings.HasPrefix(body, "#!") {
+			path = writeFile(tb, dir, "/opt/ctrl-exec-scripts/"+script, body, 0o755)
+		}
+		fmt.Fprintf(&allow, "%s = %s\n", script, path)
+	}
+	writeFile(tb, dir, "/etc/ctrl-exec-agent/scripts.conf", allow.String(), 0o640)
+}
+
 // launchRealAgent installs an identity, agent.conf and the fleet scripts in
 // a fresh root and starts `ctrl-exec-agent serve` on a free loopback port
 // without waiting for it. The process is stopped at cleanup.
@@ -331,15 +346,7 @@ func launchRealAgent(tb testing.TB, p *fleetPKI, name string) *realAgent {
 	dir := tb.TempDir()
 	r := &Root{t: tb, Dir: dir, LogFile: filepath.Join(dir, "log"), Hostname: name}
 	ids := p.installAgentIdentity(tb, dir, name)
-	var allow strings.Builder
-	for script, body := range fleetScripts {
-		path := body
-		if strings.HasPrefix(body, "#!") {
-			path = writeFile(tb, dir, "/opt/ctrl-exec-scripts/"+script, body, 0o755)
-		}
-		fmt.Fprintf(&allow, "%s = %s\n", script, path)
-	}
-	writeFile(tb, dir, "/etc/ctrl-exec-agent/scripts.conf", allow.String(), 0o640)
+	writeAllowlist(tb, dir, fleetScripts)
 	port := FreePort(tb)
 	conf := writeFile(tb, dir, "/etc/ctrl-exec-agent/agent.conf", strings.Join([]string{
 		"port = " + strconv.Itoa(port),

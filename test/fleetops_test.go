@@ -48,15 +48,7 @@ func startOpsAgent(t *testing.T, p *fleetPKI, name string, oc opsAgentConf) *rea
 	dir := t.TempDir()
 	r := &Root{t: t, Dir: dir, LogFile: filepath.Join(dir, "log"), Hostname: name}
 	ids := p.installAgentIdentity(t, dir, name)
-	var allow strings.Builder
-	for script, body := range opsScripts {
-		path := body
-		if strings.HasPrefix(body, "#!") {
-			path = writeFile(t, dir, "/opt/ctrl-exec-scripts/"+script, body, 0o755)
-		}
-		fmt.Fprintf(&allow, "%s = %s\n", script, path)
-	}
-	writeFile(t, dir, "/etc/ctrl-exec-agent/scripts.conf", allow.String(), 0o640)
+	writeAllowlist(t, dir, opsScripts)
 	port := FreePort(t)
 	lines := []string{
 		"port = " + itoa(port), "cert = " + ids.cert, "key = " + ids.key, "ca = " + ids.ca,
