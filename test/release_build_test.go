@@ -3,9 +3,11 @@ package e2e
 import (
 	"bytes"
 	"crypto/rsa"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
@@ -62,4 +64,58 @@ func TestReleaseBuildIgnoresTestKnobs(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(pool, "*.pem")); len(left) != 1 {
 		t.Errorf("key pool after setup-ca: %q, want its one key untouched", left)
 	}
+}
+
+// TestNoetcdBuild builds the binary as `make build-noetcd` does, for agents
+// and appliances: no etcd package is linked in, --version says which build
+// it is, and a ctrl-exec.conf asking for the etcd backend is refused with
+// a message that says why, exit 255, rather than half-working.
+func TestNoetcdBuild(t *testing.T) {
+	t.Parallel()
+	tags := releaseTags + ",noetcd"
+	deps, err := exec.Command("go", "list", "-deps", "-tags", tags, "..").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	if strings.Contains(string(deps), "go.etcd.io/") {
+		t.Errorf("the noetcd build still links etcd:\n%s", grepLines(string(deps), "go.etcd.io/"))
+	}
+	bin := filepath.Join(t.TempDir(), "ctrl-exec")
+	args := []string{"build", "-tags", tags, "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race") // reuse the build cache of TestMain's build
+	}
+	if out, err := exec.Command("go", append(args, "..")...).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.Contains(string(out), ", noetcd)") {
+		t.Errorf("--version: %q, %v; want the noetcd flavour named", out, err)
+	}
+
+	ctl := NewRoot(t, "")
+	writeFile(t, ctl.Dir, "/etc/ctrl-exec/ctrl-exec.conf", "state_backend = etcd\netcd_endpoints = 127.0.0.1:2379\n", 0o640)
+	cmd := exec.Command(bin, "list-agents")
+	cmd.Env = ctl.Env()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 255 {
+		t.Fatalf("list-agents with state_backend = etcd: %v, want exit 255\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "ctrl-exec.conf: state_backend = etcd, but this ctrl-exec was built without etcd support") {
+		t.Errorf("stderr %q does not name the file and the reason", stderr.String())
+	}
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
 }

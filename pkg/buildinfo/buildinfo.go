@@ -32,6 +32,7 @@ type Info struct {
 	Version string // release version: 0.9.0 or 0.9.0-dev+<commit>
 	Commit  string // short commit hash, "unknown" when neither stamped nor recorded
 	Go      string // Go toolchain version, e.g. go1.26.8
+	Flavour string // "" for the standard build, "noetcd" for the build without etcd
 }
 
 // Get returns this binary's build information.
@@ -56,12 +57,16 @@ func resolve(version, commit, vcs string) Info {
 	if commit == "" {
 		commit = "unknown"
 	}
-	return Info{Version: version, Commit: commit, Go: runtime.Version()}
+	return Info{Version: version, Commit: commit, Go: runtime.Version(), Flavour: flavour}
 }
 
 // String is the --version line after the program name.
 func (i Info) String() string {
-	return fmt.Sprintf("%s (commit %s, %s, %s/%s)", i.Version, i.Commit, i.Go, runtime.GOOS, runtime.GOARCH)
+	s := fmt.Sprintf("%s (commit %s, %s, %s/%s", i.Version, i.Commit, i.Go, runtime.GOOS, runtime.GOARCH)
+	if i.Flavour != "" {
+		s += ", " + i.Flavour
+	}
+	return s + ")"
 }
 
 // vcsRevision is the commit the Go toolchain recorded (go build in a git tree).

@@ -16,11 +16,11 @@ func TestResolve(t *testing.T) {
 		name, version, commit, vcs string
 		want                       Info
 	}{
-		{"release build", "0.9.0", "0123456789ab", "", Info{"0.9.0", "0123456789ab", goV}},
-		{"between tags, stamped", "0.9.0-dev+0123456789ab", "0123456789ab", "", Info{"0.9.0-dev+0123456789ab", "0123456789ab", goV}},
-		{"go build in a git tree", "", "", "0123456789abcdef0123", Info{next0 + "-dev+0123456789ab", "0123456789ab", goV}},
-		{"go build, no VCS", "", "", "", Info{next0 + "-dev", "unknown", goV}},
-		{"stamped commit wins", "", "fedcba987654", "0123456789ab", Info{next0 + "-dev+fedcba987654", "fedcba987654", goV}},
+		{"release build", "0.9.0", "0123456789ab", "", Info{"0.9.0", "0123456789ab", goV, flavour}},
+		{"between tags, stamped", "0.9.0-dev+0123456789ab", "0123456789ab", "", Info{"0.9.0-dev+0123456789ab", "0123456789ab", goV, flavour}},
+		{"go build in a git tree", "", "", "0123456789abcdef0123", Info{next0 + "-dev+0123456789ab", "0123456789ab", goV, flavour}},
+		{"go build, no VCS", "", "", "", Info{next0 + "-dev", "unknown", goV, flavour}},
+		{"stamped commit wins", "", "fedcba987654", "0123456789ab", Info{next0 + "-dev+fedcba987654", "fedcba987654", goV, flavour}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

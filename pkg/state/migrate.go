@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/big"
 
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
@@ -31,9 +30,10 @@ func FileSide(registryDir, caSerial string) Side {
 	return Side{Registry: registry.New(registryDir), Serial: fileSerial(caSerial)}
 }
 
-// Side is the backend's shared state; only etcd has one.
+// Side is the backend's shared state; only etcd has one (files keep the
+// serial in ca.serial, so their Serials is nil).
 func (b *Backend) Side() (Side, error) {
-	s, ok := b.Serials.(etcdstate.Serials)
+	s, ok := b.Serials.(SerialRecord)
 	if !ok {
 		return Side{}, errors.New("state_backend is files: set state_backend = etcd and etcd_endpoints to import or export")
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
-	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/locks"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pairing"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/paths"
@@ -23,10 +22,6 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
-
-// ErrUnavailable matches every failure to reach the state backend: the API
-// answers 503, the CLI exits 255.
-var ErrUnavailable = etcdstate.ErrUnavailable
 
 // Held is a set of locks held for one dispatch.
 type Held interface{ Release() }
@@ -75,9 +70,16 @@ type Backend struct {
 	// PairingQueue is the shared pairing queue; nil for files (the
 	// directory /var/lib/ctrl-exec/pairing).
 	PairingQueue pairing.QueueStore
-	client       *etcdstate.Client
-	elections    []*etcdstate.Election
-	close        func() error
+	// shared is the cluster behind a shared backend (etcd); nil for files.
+	shared cluster
+}
+
+// cluster is what only a shared backend has: elections among the nodes, a
+// run's locks and record taken in one step, and a connection to close.
+type cluster interface {
+	Elect(name string) (leading func() bool)
+	BeginRun(hosts []string, script string, rec runstore.Record, log zerolog.Logger) (Run, []string, error)
+	Close() error
 }
 
 // RegistryIn is the registry for code that reads registry_dir: that
@@ -109,23 +111,18 @@ func (b *Backend) ShareIdentity(c *dispatch.Client) {
 // returns whether this process leads now; nil with files, where each
 // process runs what it is configured to run, as before.
 func (b *Backend) Elect(name string) (leading func() bool) {
-	if b == nil || b.client == nil {
+	if b == nil || b.shared == nil {
 		return nil
 	}
-	e := b.client.Elect(name)
-	b.elections = append(b.elections, e)
-	return e.Leading
+	return b.shared.Elect(name)
 }
 
 // Close lets go of the backend's connection (etcd: its locks' lease).
 func (b *Backend) Close() error {
-	if b == nil || b.close == nil {
+	if b == nil || b.shared == nil {
 		return nil
 	}
-	for _, e := range b.elections {
-		e.Stop()
-	}
-	return b.close()
+	return b.shared.Close()
 }
 
 // Files is the default backend: the lock and runs directories of p.
@@ -146,37 +143,13 @@ func Open(conf *config.Control, p paths.Paths, now func() time.Time) (*Backend, 
 	if conf.StateBackend != "etcd" {
 		return nil, errors.New("state_backend '" + conf.StateBackend + "' is neither files nor etcd")
 	}
-	c, err := etcdstate.Open(EtcdConfig(conf))
-	if err != nil {
-		return nil, err
-	}
-	return Etcd(c, now), nil
-}
-
-// EtcdConfig is the etcd part of conf.
-func EtcdConfig(conf *config.Control) etcdstate.Config {
-	return etcdstate.Config{Endpoints: conf.EtcdEndpoints, Prefix: conf.EtcdPrefix,
-		Cert: conf.EtcdCert, Key: conf.EtcdKey, CA: conf.EtcdCA}
-}
-
-// Etcd is the backend on an open etcd client; Close closes the client.
-func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
-	return &Backend{
-		Name:         "etcd",
-		Locks:        etcdLocks{etcdstate.Locks{C: c}},
-		Runs:         &etcdstate.Runs{C: c, Now: now},
-		Registry:     registry.NewStore(etcdstate.Registry{C: c}),
-		Serials:      etcdstate.Serials{C: c},
-		PairingQueue: etcdstate.Queue{C: c, Now: now},
-		client:       c,
-		close:        c.Close,
-	}
+	return openEtcd(conf, now)
 }
 
 // CheckAndAcquire is D-27: check, then take every lock and hold it. On
 // etcd the acquiring transaction is the check: one round trip.
 func CheckAndAcquire(l Locker, hosts []string, script string, log zerolog.Logger) (Held, []string, error) {
-	if _, checks := l.(etcdLocks); checks {
+	if _, checks := l.(acquireChecks); checks {
 		return l.Acquire(hosts, script, log)
 	}
 	conflicts, err := l.CheckAvailable(hosts, script)
@@ -185,6 +158,10 @@ func CheckAndAcquire(l Locker, hosts []string, script string, log zerolog.Logger
 	}
 	return l.Acquire(hosts, script, log)
 }
+
+// acquireChecks marks a Locker whose Acquire is its own check (one
+// transaction), so CheckAndAcquire skips the separate check.
+type acquireChecks interface{ acquireIsCheck() }
 
 // Run is one dispatch's hold on the state (BeginRun): its locks, and its
 // record once it is over.
@@ -201,14 +178,8 @@ type Run interface {
 // one transaction is the check, the locks and the running record, and
 // Finish is one more (the record and the release): two round trips a run.
 func (b *Backend) BeginRun(hosts []string, script string, rec runstore.Record, log zerolog.Logger) (Run, []string, error) {
-	if l, ok := b.Locks.(etcdLocks); ok {
-		if runs, ok := b.Runs.(*etcdstate.Runs); ok {
-			h, conflicts, err := runs.Begin(l.Locks, hosts, script, rec, log)
-			if h == nil {
-				return nil, conflicts, err
-			}
-			return etcdRun{h, runs}, nil, nil
-		}
+	if b.shared != nil {
+		return b.shared.BeginRun(hosts, script, rec, log)
 	}
 	h, conflicts, err := CheckAndAcquire(b.Locks, hosts, script, log)
 	if h == nil {
@@ -230,15 +201,6 @@ func (r heldRun) Finish(rec runstore.Record) error {
 	return r.runs.Save(rec)
 }
 
-type etcdRun struct {
-	held *etcdstate.Held
-	runs *etcdstate.Runs
-}
-
-func (r etcdRun) Release() { r.held.Release() }
-
-func (r etcdRun) Finish(rec runstore.Record) error { return r.runs.Finish(r.held, rec) }
-
 type fileLocks struct{ dir string }
 
 func (f fileLocks) CheckAvailable(hosts []string, script string) ([]string, error) {
@@ -256,13 +218,3 @@ func (f fileLocks) Acquire(hosts []string, script string, log zerolog.Logger) (H
 func (f fileLocks) ListHeld() ([]locks.Lock, error) { return locks.ListHeld(f.dir) }
 
 type fileRuns struct{ runstore.Store }
-
-type etcdLocks struct{ etcdstate.Locks }
-
-func (e etcdLocks) Acquire(hosts []string, script string, log zerolog.Logger) (Held, []string, error) {
-	h, conflicts, err := e.Locks.Acquire(hosts, script, log)
-	if h == nil {
-		return nil, conflicts, err
-	}
-	return h, conflicts, err
-}

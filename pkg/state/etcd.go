@@ -1,0 +1,100 @@
+//go:build !noetcd
+
+package state
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
+)
+
+// ErrUnavailable matches every failure to reach the state backend: the API
+// answers 503, the CLI exits 255.
+var ErrUnavailable = etcdstate.ErrUnavailable
+
+// EtcdLinked reports whether this build has the etcd backend (the noetcd
+// build tag leaves it out).
+const EtcdLinked = true
+
+func openEtcd(conf *config.Control, now func() time.Time) (*Backend, error) {
+	c, err := etcdstate.Open(EtcdConfig(conf))
+	if err != nil {
+		return nil, err
+	}
+	return Etcd(c, now), nil
+}
+
+// EtcdConfig is the etcd part of conf.
+func EtcdConfig(conf *config.Control) etcdstate.Config {
+	return etcdstate.Config{Endpoints: conf.EtcdEndpoints, Prefix: conf.EtcdPrefix,
+		Cert: conf.EtcdCert, Key: conf.EtcdKey, CA: conf.EtcdCA}
+}
+
+// Etcd is the backend on an open etcd client; Close closes the client.
+func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
+	runs := &etcdstate.Runs{C: c, Now: now}
+	return &Backend{
+		Name:         "etcd",
+		Locks:        etcdLocks{etcdstate.Locks{C: c}},
+		Runs:         runs,
+		Registry:     registry.NewStore(etcdstate.Registry{C: c}),
+		Serials:      etcdstate.Serials{C: c},
+		PairingQueue: etcdstate.Queue{C: c, Now: now},
+		shared:       &etcdCluster{c: c, runs: runs},
+	}
+}
+
+// etcdCluster is the etcd client's elections and one-transaction runs.
+type etcdCluster struct {
+	c         *etcdstate.Client
+	runs      *etcdstate.Runs
+	elections []*etcdstate.Election
+}
+
+func (e *etcdCluster) Elect(name string) func() bool {
+	el := e.c.Elect(name)
+	e.elections = append(e.elections, el)
+	return el.Leading
+}
+
+// BeginRun is one transaction: the check, the locks and the running record.
+func (e *etcdCluster) BeginRun(hosts []string, script string, rec runstore.Record, log zerolog.Logger) (Run, []string, error) {
+	h, conflicts, err := e.runs.Begin(etcdstate.Locks{C: e.c}, hosts, script, rec, log)
+	if h == nil {
+		return nil, conflicts, err
+	}
+	return etcdRun{h, e.runs}, nil, nil
+}
+
+func (e *etcdCluster) Close() error {
+	for _, el := range e.elections {
+		el.Stop()
+	}
+	return e.c.Close()
+}
+
+type etcdRun struct {
+	held *etcdstate.Held
+	runs *etcdstate.Runs
+}
+
+func (r etcdRun) Release() { r.held.Release() }
+
+func (r etcdRun) Finish(rec runstore.Record) error { return r.runs.Finish(r.held, rec) }
+
+type etcdLocks struct{ etcdstate.Locks }
+
+func (etcdLocks) acquireIsCheck() {}
+
+func (e etcdLocks) Acquire(hosts []string, script string, log zerolog.Logger) (Held, []string, error) {
+	h, conflicts, err := e.Locks.Acquire(hosts, script, log)
+	if h == nil {
+		return nil, conflicts, err
+	}
+	return h, conflicts, err
+}
