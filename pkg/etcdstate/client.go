@@ -65,6 +65,7 @@ type Client struct {
 	prefix    string
 	endpoints []string
 	timeout   time.Duration
+	clientTLS bool // etcd_cert, etcd_key and etcd_ca set
 
 	mu      sync.Mutex
 	session *concurrency.Session // this process's lock lease, renewed while alive
@@ -122,7 +123,7 @@ func Open(c Config) (*Client, error) {
 	if timeout == 0 {
 		timeout = opTimeout
 	}
-	return &Client{cli: cli, prefix: prefix, endpoints: c.Endpoints, timeout: timeout}, nil
+	return &Client{cli: cli, prefix: prefix, endpoints: c.Endpoints, timeout: timeout, clientTLS: tc != nil}, nil
 }
 
 // Close ends the session (its locks go at once) and the connection.

@@ -54,8 +54,11 @@ type Rotator struct {
 	// default /etc/ctrl-exec); the .prev pair is kept beside them.
 	CADir     string
 	StateFile string // rotation.json
-	Registry  *registry.Registry
-	Serials   pki.SerialCounter // shared serial counter (etcd); nil: ca.serial alone
+	// Store keeps the rotation state (nil: FileStore{StateFile}); a shared
+	// one (etcd) also takes the new identity with it, for every node.
+	Store    Store
+	Registry *registry.Registry
+	Serials  pki.SerialCounter // shared serial counter (etcd); nil: ca.serial alone
 
 	CertDays    int // lifetime of a new ctrl-exec cert; <= 0 means DefaultCertDays
 	RenewalDays int // rotate when this many days or fewer remain (cert_renewal_days)
@@ -127,28 +130,26 @@ type Result struct {
 	Stranded []string
 }
 
-// locked runs fn under flock on rotation.lock beside rotation.json, so a
-// rotation, a broadcast and a clean-up in one process or several (pairing-mode,
-// the API, rotate-cert) never interleave.
-func (r *Rotator) locked(fn func() error) error {
-	dir := filepath.Dir(r.StateFile)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+func (r *Rotator) store() Store {
+	if r.Store != nil {
+		return r.Store
 	}
-	path := filepath.Join(dir, "rotation.lock")
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o640)
-	if err != nil {
-		return fmt.Errorf("open rotation lock %s: %w", path, err)
-	}
-	f.Close()
-	return atomicfile.WithLock(path, fn)
+	return FileStore{Path: r.StateFile}
 }
+
+// locked runs fn so that a rotation, a broadcast and a clean-up never
+// interleave: Store.Exclusive.
+func (r *Rotator) locked(fn func() error) error { return r.store().Exclusive(fn) }
 
 // CheckAndRotate is check_and_rotate (§15.2.2): log how many days the
 // ctrl-exec cert has left and rotate when that is cert_renewal_days or fewer.
 func (r *Rotator) CheckAndRotate(ctx context.Context) (Result, error) {
 	var res Result
 	err := r.locked(func() error {
+		_, rev, err := r.store().Load(r.Log)
+		if err != nil {
+			return err
+		}
 		path := r.CertPath()
 		if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
 			return &Warning{Msg: "ctrl-exec cert not found at " + path}
@@ -165,7 +166,7 @@ func (r *Rotator) CheckAndRotate(ctx context.Context) (Result, error) {
 		}
 		r.Log.Info().Int("DAYS_LEFT", res.DaysLeft).Msg("cert-renewal-start")
 		days := res.DaysLeft
-		res, err = r.rotateLocked()
+		res, err = r.rotateLocked(rev)
 		res.DaysLeft = days
 		return err
 	})
@@ -183,14 +184,18 @@ func (r *Rotator) CheckAndRotate(ctx context.Context) (Result, error) {
 func (r *Rotator) Rotate(ctx context.Context, force bool) (Result, error) {
 	var res Result
 	err := r.locked(func() error {
-		stranded, err := r.wouldStrand()
+		state, rev, err := r.store().Load(r.Log)
+		if err != nil {
+			return err
+		}
+		stranded, err := r.wouldStrand(state)
 		if err != nil {
 			return err
 		}
 		if len(stranded) > 0 && !force {
 			return &StrandError{Hosts: stranded}
 		}
-		res, err = r.rotateLocked()
+		res, err = r.rotateLocked(rev)
 		if err == nil && len(stranded) > 0 {
 			res.Stranded = stranded
 			r.Log.Warn().Str("AGENTS", strings.Join(stranded, ",")).
@@ -211,12 +216,8 @@ func (e *StrandError) Error() string {
 }
 
 // wouldStrand lists the registry agents still pending from the last rotation
-// that have not been seen on its serial.
-func (r *Rotator) wouldStrand() ([]string, error) {
-	state, err := LoadState(r.StateFile, r.Log)
-	if err != nil {
-		return nil, err
-	}
+// (state) that have not been seen on its serial.
+func (r *Rotator) wouldStrand(state *State) ([]string, error) {
 	current := ""
 	if state != nil {
 		current = state.CurrentSerial
@@ -271,7 +272,8 @@ func (s saved) restore() error {
 	return s.write(s.data)
 }
 
-func (r *Rotator) rotateLocked() (Result, error) {
+// rotateLocked rotates from the state at rev (Store.Load's).
+func (r *Rotator) rotateLocked(rev int64) (Result, error) {
 	now := r.now()
 	fail := func(err error) (Result, error) {
 		r.Log.Error().Str("ERROR", err.Error()).Msg("cert-rotation-fail")
@@ -353,7 +355,10 @@ func (r *Rotator) rotateLocked() (Result, error) {
 	}
 	agents, err := r.listAgents()
 	if err == nil {
-		err = WriteState(r.StateFile, state)
+		var id *Identity
+		if id, err = ReadIdentity(r.CADir); err == nil {
+			err = r.store().Replace(rev, state, id)
+		}
 	}
 	if err != nil {
 		// Without rotation state no agent would ever hear of the new
@@ -449,7 +454,7 @@ func (r *Rotator) Broadcast(ctx context.Context) ([]Report, error) {
 }
 
 func (r *Rotator) broadcastLocked(ctx context.Context) ([]Report, error) {
-	state, err := LoadState(r.StateFile, r.Log)
+	state, _, err := r.store().Load(r.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -620,7 +625,7 @@ func (r *Rotator) havePrev() bool {
 // passed, every agent still pending becomes stale (it must be re-paired).
 func (r *Rotator) ExpireStale(ctx context.Context) error {
 	return r.locked(func() error {
-		state, err := LoadState(r.StateFile, r.Log)
+		state, _, err := r.store().Load(r.Log)
 		if err != nil || state == nil || !r.overlapOver(state) {
 			return err
 		}
@@ -679,7 +684,7 @@ func (r *Rotator) CleanupPrev(ctx context.Context) (bool, error) {
 			}
 			return nil
 		}
-		state, err := LoadState(r.StateFile, r.Log)
+		state, _, err := r.store().Load(r.Log)
 		if err != nil {
 			return err
 		}
@@ -700,7 +705,12 @@ func (r *Rotator) CleanupPrev(ctx context.Context) (bool, error) {
 			}
 		}
 		removed = true
-		return nil
+		// The other nodes' copies go too (a shared store).
+		cert, err := os.ReadFile(r.CertPath())
+		if err != nil {
+			return err
+		}
+		return r.store().DropPrevious(cert)
 	})
 	return removed, err
 }

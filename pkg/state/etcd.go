@@ -3,6 +3,9 @@
 package state
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -10,6 +13,7 @@ import (
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
 )
 
@@ -46,7 +50,79 @@ func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
 		Serials:      etcdstate.Serials{C: c},
 		PairingQueue: etcdstate.Queue{C: c, Now: now},
 		shared:       &etcdCluster{c: c, runs: runs},
+		rotation:     etcdRotation{etcdstate.Rotation{C: c}},
 	}
+}
+
+// etcdRotation is the rotation state and ctrl-exec identity in etcd.
+type etcdRotation struct{ r etcdstate.Rotation }
+
+func (e etcdRotation) Load(log zerolog.Logger) (*rotation.State, int64, error) {
+	data, rev, err := e.r.Load()
+	if err != nil || data == nil {
+		return nil, rev, err
+	}
+	s, err := rotation.ParseState(data)
+	if err != nil {
+		// As a corrupt rotation.json: logged, and no rotation as far as
+		// the loop and serial-status can tell.
+		log.Error().Str("PATH", e.r.Where()).Str("ERROR", err.Error()).
+			Str("REASON", "JSON parse failed - rotation state unreadable").Msg("rotation-state-corrupt")
+		return nil, rev, nil
+	}
+	return s, rev, nil
+}
+
+func (e etcdRotation) Replace(rev int64, s *rotation.State, id *rotation.Identity) error {
+	var idData []byte
+	if id != nil {
+		idData = id.Marshal()
+	}
+	ok, err := e.r.Replace(rev, s.Marshal(), idData)
+	if err == nil && !ok {
+		err = rotation.ErrChanged
+	}
+	return err
+}
+
+func (etcdRotation) Exclusive(fn func() error) error { return fn() }
+
+// DropPrevious takes the previous pair out of the shared identity if it is
+// still the one beside certPEM; every node's sync then removes its copy.
+func (e etcdRotation) DropPrevious(certPEM []byte) error {
+	if e.keysAllowed() != nil {
+		return nil // never published here
+	}
+	for {
+		data, rev, err := e.r.Identity()
+		if err != nil || data == nil {
+			return err
+		}
+		id, err := rotation.ParseIdentity(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.where(), err)
+		}
+		if id.PrevCert == nil || !bytes.Equal(id.Cert, certPEM) {
+			return nil
+		}
+		id.PrevCert, id.PrevKey = nil, nil
+		if ok, err := e.r.SwapIdentity(rev, id.Marshal()); ok || err != nil {
+			return err
+		}
+	}
+}
+
+func (e etcdRotation) where() string      { return "etcd key " + e.r.C.Prefix() + "rotation/identity" }
+func (e etcdRotation) keysAllowed() error { return e.r.C.KeysAllowed() }
+
+func (e etcdRotation) identity() ([]byte, int64, error) { return e.r.Identity() }
+
+func (e etcdRotation) swapIdentity(rev int64, data []byte) (bool, error) {
+	return e.r.SwapIdentity(rev, data)
+}
+
+func (e etcdRotation) watchIdentity(ctx context.Context, changed func()) {
+	e.r.WatchIdentity(ctx, changed)
 }
 
 // etcdCluster is the etcd client's elections and one-transaction runs.

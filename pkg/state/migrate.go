@@ -1,12 +1,16 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/big"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
+	"github.com/rs/zerolog"
+
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/wire"
 )
 
@@ -22,12 +26,13 @@ type SerialRecord interface {
 type Side struct {
 	Registry *registry.Registry
 	Serial   SerialRecord
+	Rotation rotation.Store
 }
 
-// FileSide is the files of a single host: the registry directory and
-// ca.serial.
-func FileSide(registryDir, caSerial string) Side {
-	return Side{Registry: registry.New(registryDir), Serial: fileSerial(caSerial)}
+// FileSide is the files of a single host: the registry directory,
+// ca.serial and rotation.json.
+func FileSide(registryDir, caSerial, rotationFile string) Side {
+	return Side{Registry: registry.New(registryDir), Serial: fileSerial(caSerial), Rotation: rotation.FileStore{Path: rotationFile}}
 }
 
 // Side is the backend's shared state; only etcd has one (files keep the
@@ -37,7 +42,7 @@ func (b *Backend) Side() (Side, error) {
 	if !ok {
 		return Side{}, errors.New("state_backend is files: set state_backend = etcd and etcd_endpoints to import or export")
 	}
-	return Side{Registry: b.Registry, Serial: s}, nil
+	return Side{Registry: b.Registry, Serial: s, Rotation: b.rotation}, nil
 }
 
 type fileSerial string
@@ -47,16 +52,18 @@ func (f fileSerial) Raise(n *big.Int) (bool, error) { return pki.RaiseSerial(str
 
 // Change is one thing Copy changed (or, in a dry run, would change).
 type Change struct {
-	Key    string // "agents/<hostname>" or "ca/serial"
+	Key    string // "agents/<hostname>", "ca/serial" or "rotation"
 	Action string // "add", "update" or "raise to <hex>"
 }
 
 func (c Change) String() string { return c.Key + ": " + c.Action }
 
 // Copy makes to hold everything from holds: every registry record that
-// differs or is missing is written whole, and the serial record is raised
-// to from's. Records only in to are kept, so running it again changes
-// nothing (idempotent). With dryRun it only says what it would change.
+// differs or is missing is written whole, the serial record is raised to
+// from's, and from's rotation state replaces to's when they differ (the
+// state alone: each node keeps its own key files). Records only in to are
+// kept, so running it again changes nothing (idempotent). With dryRun it
+// only says what it would change.
 func Copy(from, to Side, dryRun bool) ([]Change, error) {
 	recs, skipped, err := from.Registry.List()
 	if err != nil {
@@ -85,6 +92,14 @@ func Copy(from, to Side, dryRun bool) ([]Change, error) {
 		}
 		changes = append(changes, Change{Key: "agents/" + host, Action: action})
 	}
+	if ch, err := copyRotation(from.Rotation, to.Rotation, dryRun); err != nil || ch != nil {
+		if ch != nil {
+			changes = append(changes, *ch)
+		}
+		if err != nil {
+			return changes, err
+		}
+	}
 	n, ok, err := from.Serial.Last()
 	if err != nil || !ok {
 		return changes, err
@@ -108,4 +123,49 @@ func Copy(from, to Side, dryRun bool) ([]Change, error) {
 func normal(r registry.Record) string {
 	b, _ := wire.Marshal(r)
 	return string(b)
+}
+
+// copyRotation makes to's rotation state from's, unless from has none or
+// they are the same. A state that does not parse stops the copy.
+func copyRotation(from, to rotation.Store, dryRun bool) (*Change, error) {
+	if from == nil || to == nil {
+		return nil, nil
+	}
+	var ch *Change
+	err := to.Exclusive(func() error {
+		src, _, err := loadRotation(from)
+		if err != nil || src == nil {
+			return err
+		}
+		dst, rev, err := loadRotation(to)
+		if err != nil {
+			return err
+		}
+		action := "add"
+		if dst != nil {
+			if string(dst.Marshal()) == string(src.Marshal()) {
+				return nil
+			}
+			action = "update"
+		}
+		if !dryRun {
+			if err := to.Replace(rev, src, nil); err != nil {
+				return err
+			}
+		}
+		ch = &Change{Key: "rotation", Action: action}
+		return nil
+	})
+	return ch, err
+}
+
+// loadRotation is Store.Load, with a state that does not parse an error
+// (Load logs it and reads it as absent, which a copy must not).
+func loadRotation(s rotation.Store) (*rotation.State, int64, error) {
+	var corrupt bytes.Buffer
+	st, rev, err := s.Load(zerolog.New(&corrupt))
+	if err == nil && corrupt.Len() > 0 {
+		err = fmt.Errorf("rotation state unreadable: %s; fix or remove it first", bytes.TrimSpace(corrupt.Bytes()))
+	}
+	return st, rev, err
 }

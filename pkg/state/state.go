@@ -3,7 +3,8 @@
 // default, byte-compatible with Perl 0.8.4, through pkg/locks,
 // pkg/runstore and pkg/registry unchanged) or etcd (pkg/etcdstate), chosen
 // by ctrl-exec.conf's state_backend: locks, runs, the agent registry, the
-// CA serial counter and the pairing queue.
+// CA serial counter, the pairing queue, the rotation state and (etcd) the
+// rotated ctrl-exec identity.
 package state
 
 import (
@@ -72,6 +73,9 @@ type Backend struct {
 	PairingQueue pairing.QueueStore
 	// shared is the cluster behind a shared backend (etcd); nil for files.
 	shared cluster
+	// rotation is the shared rotation state and ctrl-exec identity; nil
+	// for files (rotation.json, and each host's own key files).
+	rotation sharedRotation
 }
 
 // cluster is what only a shared backend has: elections among the nodes, a

@@ -27,7 +27,19 @@ func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, session
 	b.ShareIdentity(client)
 	client.Sessions = sessions // nil when session_cache = off
 	r := rotation.New(cfg, client, e.log, rotation.ClockFromEnv(e.now))
-	r.Registry, r.Serials = b.RegistryIn(cfg.RegistryDir), b.Serials
+	r.Registry, r.Serials, r.Store = b.RegistryIn(cfg.RegistryDir), b.Serials, b.RotationStore(cfg.RotationFile)
 	r.AfterRotate = rotation.ForgetSessions(sessions, e.paths.StateDir(), nil)
 	return rotation.StartLoop(ctx, cfg, r, b.Elect("rotation")) // etcd: one node's loop at a time
+}
+
+// followIdentity keeps this node on the ctrl-exec certificate and key the
+// etcd backend shares (a watch): a rotation on any node rewrites the key
+// files here, the next dispatch reads them, and TLS sessions made with the
+// old certificate are dropped. Files: nothing to follow.
+func followIdentity(ctx context.Context, cfg *config.Control, e *env, sessions *sessioncache.Cache, b *state.Backend) (stop func()) {
+	forget := rotation.ForgetSessions(sessions, e.paths.StateDir(), nil)
+	return b.FollowIdentity(ctx, cfg.CADir, func(serial string) {
+		e.log.Info().Str("SERIAL", serial).Msg("ctrl-exec-identity-sync")
+		forget()
+	}, func(err error) { e.log.Warn().Str("ERROR", err.Error()).Msg("ctrl-exec-identity-sync-error") })
 }

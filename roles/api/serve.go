@@ -82,9 +82,11 @@ func serve(ctx context.Context, e *env, configPath string) error {
 	e.log.Info().Int("PORT", cfg.APIPort).Str("BIND", cfg.APIBind).Str("TLS", useTLS).Msg("api-start")
 	fmt.Fprintf(e.stdout, "ctrl-exec API listening on %s:%d (%s)\n", cfg.APIBind, cfg.APIPort, mode)
 
+	stopFollow := followIdentity(ctx, cfg, e, sessions, backend)
 	stopRotation := startRotationLoop(ctx, cfg, e, sessions, backend)
 	err = srv.Serve(ctx, ln)
 	stopRotation()
+	stopFollow()
 
 	e.log.Info().Msg("api-stop")
 	fmt.Fprint(e.stdout, "\nAPI server stopped.\n")

@@ -37,9 +37,17 @@ rotate-cert refuses, naming them. Bring them up to date first (serial-status
 shows them; the check loop retries them), or use --force to rotate anyway:
 it names the stranded agents, which must then be re-paired.
 
+With state_backend = etcd the rotation state and the new certificate and key
+go to etcd in one transaction, and every node (its CLI, API and pairing-mode)
+takes them from there. The key is only shared over a connection fit for it:
+TLS with a client certificate (etcd_ca, etcd_cert, etcd_key; https://
+endpoints) or loopback endpoints only. Otherwise rotate-cert refuses and
+changes nothing.
+
 Exit status: 0 when the certificate was rotated, even if some agents failed;
 1 when refused because agents would be stranded; 255 if the configuration
-cannot be loaded or the rotation failed.`,
+cannot be loaded, the etcd connection may not carry the key, or the rotation
+failed.`,
 		Action: func(c *cli.Context) error { return rotateCert(e, c) },
 	}
 }
@@ -49,7 +57,8 @@ func serialStatusCommand(e *env) *cli.Command {
 		Name:  "serial-status",
 		Usage: "show the ctrl-exec serial and which agents have confirmed it",
 		Description: `Prints the last rotation (current and previous serial, when it happened and when
-its overlap window ends) from /var/lib/ctrl-exec/rotation.json, then one line
+its overlap window ends) from /var/lib/ctrl-exec/rotation.json (with
+state_backend = etcd, from etcd, the same on every node), then one line
 per registered agent: its serial_status (current, pending, stale or unknown),
 when it confirmed, and the serial it was last known to trust.
 
@@ -67,8 +76,14 @@ func rotateCert(e *env, c *cli.Context) error {
 		return cliapp.Fatalf("%v", err)
 	}
 	config.LogWarnings(e.log, warns)
-	if _, err := e.stateBackend(conf.Path, conf); err != nil {
+	b, err := e.stateBackend(conf.Path, conf)
+	if err != nil {
 		return err
+	}
+	// etcd: every node must get the new key, so it may only go over a
+	// connection fit to carry it; refused before anything is written.
+	if err := b.IdentityShareable(); err != nil {
+		return cliapp.Fatalf("Refusing to rotate: %s: %v", conf.Path, err)
 	}
 	r := newRotator(e, conf)
 	ctx := c.Context
@@ -139,14 +154,15 @@ type serialStatusJSON struct {
 }
 
 func serialStatus(e *env, c *cli.Context) error {
-	// Upstream reads the default paths here, whatever ctrl-exec.conf says.
-	state, err := rotation.LoadState(e.paths.RotationFile(), e.log)
-	if err != nil {
-		return cliapp.Fatalf("%v", err)
-	}
 	reg, err := e.registry(c.String("config"))
 	if err != nil {
 		return err
+	}
+	// Upstream reads the default paths here, whatever ctrl-exec.conf says;
+	// with etcd, the state every node shares.
+	state, _, err := e.state.RotationStore(e.paths.RotationFile()).Load(e.log)
+	if err != nil {
+		return cliapp.Fatalf("%v", err)
 	}
 	recs, skipped, err := reg.List()
 	if errors.Is(err, fs.ErrPermission) {

@@ -18,8 +18,18 @@ import (
 //
 // Test builds only (pkg/testknobs): $CTRL_EXEC_TEST_CHECK_DELAY replaces the
 // 5 s, $CTRL_EXEC_TEST_NOW sets the loop's clock (see pkg/rotation).
+//
+// With etcd it also follows the shared ctrl-exec identity (a watch): a
+// rotation on another node rewrites this node's key files at once, and
+// the loop's TLS sessions are dropped as after its own rotation.
 func startCheckLoop(ctx context.Context, e *env, conf *config.Control) (stop func()) {
-	return rotation.StartLoop(ctx, conf, newRotator(e, conf), e.state.Elect("rotation")) // etcd: one node's loop at a time
+	r := newRotator(e, conf)
+	stopFollow := e.state.FollowIdentity(ctx, conf.CADir, func(serial string) {
+		e.log.Info().Str("SERIAL", serial).Msg("ctrl-exec-identity-sync")
+		r.AfterRotate()
+	}, func(err error) { e.log.Warn().Str("ERROR", err.Error()).Msg("ctrl-exec-identity-sync-error") })
+	stopLoop := rotation.StartLoop(ctx, conf, r, e.state.Elect("rotation")) // etcd: one node's loop at a time
+	return func() { stopLoop(); stopFollow() }
 }
 
 // newRotator is rotation as the CLI runs it: the dispatch client of
@@ -36,6 +46,7 @@ func newRotator(e *env, conf *config.Control) *rotation.Rotator {
 	if e.state != nil { // opened by the caller: pairing-mode, rotate-cert
 		r.Registry = e.state.RegistryIn(conf.RegistryDir)
 		r.Serials = e.state.Serials
+		r.Store = e.state.RotationStore(conf.RotationFile)
 	}
 	r.AfterRotate = rotation.ForgetSessions(client.Sessions, e.paths.StateDir(), e.warnSessionCache)
 	return r

@@ -82,6 +82,17 @@ func setupCtrlExec(e *env) error {
 	if _, err := os.Stat(files.Key); errors.Is(err, fs.ErrNotExist) {
 		return cliapp.Fatalf("CA key not found at '%s' - run setup-ca first", files.Key)
 	}
+	// etcd: the new identity is every node's, so the key may only go over
+	// a connection fit to carry it. Checked before anything
+	// else; a ctrl-exec.conf this user cannot read means the files, as
+	// for the registry.
+	b, err := e.stateBackend(e.paths.ControlConf(), nil)
+	if err != nil && !isUnreadable(e.paths.ControlConf()) {
+		return err
+	}
+	if err := b.IdentityShareable(); err != nil {
+		return cliapp.Fatalf("Refusing to replace the ctrl-exec cert: %s: %v", e.paths.ControlConf(), err)
+	}
 	if info, err := os.Stat(certPath); err == nil && info.Mode().IsRegular() {
 		// Fail closed: an unreadable registry may hide paired agents, and
 		// the confirmation below is what protects them.
@@ -115,19 +126,47 @@ func setupCtrlExec(e *env) error {
 		}
 	}
 
+	old, err := rotation.ReadIdentity(e.paths.ConfDir())
+	if err != nil {
+		old = nil // nothing whole to put back
+	}
+
 	fmt.Fprintln(e.stdout, "Generating ctrl-exec certificate...")
 	ca, err := pki.LoadCA(files)
 	if err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
-	if e.state != nil { // opened for the registry check above
-		ca.Serials = e.state.Serials
+	if b != nil {
+		ca.Serials = b.Serials
 	}
 	if _, err := ca.IssueCtrlExecCert(keyPath, certPath, pki.KeyBitsFromEnv(), ctrlExecCertDays, e.now()); err != nil {
 		return cliapp.Fatalf("%v", err)
 	}
+	if err := b.PublishIdentity(e.paths.ConfDir()); err != nil {
+		// The other nodes would never get this one, and this node's next
+		// sync would undo it: put the old pair back.
+		if rerr := restoreIdentity(e.paths.ConfDir(), old, keyPath, certPath); rerr != nil {
+			return cliapp.Fatalf("ctrl-exec cert not shared: %v; putting the previous one back also failed: %v", err, rerr)
+		}
+		return cliapp.Fatalf("ctrl-exec cert not shared, the previous one is kept: %v", err)
+	}
 	// A new ctrl-exec certificate: no cached TLS session may be offered again.
 	rotation.ForgetSessions(nil, e.paths.StateDir(), e.warnSessionCache)()
 	fmt.Fprintf(e.stdout, "ctrl-exec cert created:\n  Key:  %s\n  Cert: %s\nRun 'ctrl-exec pairing-mode' to re-pair agents as needed.\n", keyPath, certPath)
+	return nil
+}
+
+// restoreIdentity puts caDir's ctrl-exec pair back as it was (old), or
+// removes the new one when there was no whole pair before.
+func restoreIdentity(caDir string, old *rotation.Identity, keyPath, certPath string) error {
+	if old != nil {
+		_, err := rotation.WriteIdentity(caDir, old)
+		return err
+	}
+	for _, p := range []string{keyPath, certPath} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
 	return nil
 }

@@ -2,12 +2,14 @@ package ctrlexec
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/cliapp"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/state"
 )
 
@@ -30,6 +32,18 @@ func (e *env) stateBackend(configPath string, conf *config.Control) (*state.Back
 		return nil, cliapp.Fatalf("%s: %v", conf.Path, err)
 	}
 	e.state = b
+	// etcd: another node may have rotated the ctrl-exec certificate; agents
+	// told its serial refuse the old one, so take it before any dispatch.
+	changed, err := b.SyncIdentity(conf.CADir)
+	switch {
+	case errors.Is(err, state.ErrUnavailable):
+		return nil, cliapp.Fatalf("%v", err)
+	case err != nil:
+		fmt.Fprintf(e.stderr, "Warning: %v\n", err)
+	case changed:
+		e.log.Info().Str("FROM", conf.StateBackend).Msg("ctrl-exec-identity-sync")
+		rotation.ForgetSessions(nil, e.paths.StateDir(), e.warnSessionCache)()
+	}
 	return b, nil
 }
 

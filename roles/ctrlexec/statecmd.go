@@ -18,10 +18,12 @@ func stateCommand(e *env) *cli.Command {
 		ArgsUsage: "import|export",
 		Description: `With state_backend = etcd: import copies this host's files (the agent
 registry in /var/lib/ctrl-exec/agents, a Perl installation's included, and
-the last serial in /etc/ctrl-exec/ca.serial) into etcd; export copies etcd's
-registry and serial counter back into the files. Records that differ or are
+the last serial in /etc/ctrl-exec/ca.serial, and the rotation state in
+/var/lib/ctrl-exec/rotation.json) into etcd; export copies etcd's registry,
+serial counter and rotation state back into the files. Records that differ or are
 missing are written whole; records only at the destination are kept; the
-serial only ever goes up. Running it twice changes nothing the second time.
+serial only ever goes up; the rotation state is replaced when it differs
+(the ctrl-exec key files are not moved: rotate-cert shares them). Running it twice changes nothing the second time.
 --dry-run prints what would change and changes nothing.
 
 Exit status: 0; 255 on a usage error or when a side cannot be read or written.`,
@@ -46,7 +48,7 @@ func stateMigrate(e *env, c *cli.Context) error {
 	if err != nil {
 		return cliapp.Fatalf("%s: %v", conf.Path, err)
 	}
-	files := state.FileSide(e.paths.AgentsDir(), pki.CAFilesIn(e.paths.ConfDir()).Serial)
+	files := state.FileSide(e.paths.AgentsDir(), pki.CAFilesIn(e.paths.ConfDir()).Serial, conf.RotationFile)
 	from, to := files, shared
 	if dir == "export" {
 		from, to = shared, files
