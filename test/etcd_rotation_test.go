@@ -86,7 +86,7 @@ func TestEtcdRotationAcrossNodes(t *testing.T) {
 	if out := b.MustRun("ctrl-exec", "run", agent.target(), "hello").Stdout; !strings.Contains(out, "hello from") {
 		t.Errorf("run from B after the rotation:\n%s", out)
 	}
-	b.WaitLog(time.Second, "ACTION=ctrl-exec-identity-sync")
+	b.WaitLog(time.Second, "ACTION=ctrl-exec-identity-sync", "SERIAL="+newSerial)
 	for _, line := range b.LogLines() {
 		if strings.Contains(line, "PRIVATE KEY") {
 			t.Errorf("a log line carries key material: %s", line)

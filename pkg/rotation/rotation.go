@@ -356,7 +356,12 @@ func (r *Rotator) rotateLocked(rev int64) (Result, error) {
 	agents, err := r.listAgents()
 	if err == nil {
 		var id *Identity
-		if id, err = ReadIdentity(r.CADir); err == nil {
+		id, err = ReadIdentity(r.CADir)
+		if err == nil && id.Serial() != serial {
+			// Rewritten under us (another process synced this node).
+			err = fmt.Errorf("%s changed while rotating; not publishing it", r.CertPath())
+		}
+		if err == nil {
 			err = r.store().Replace(rev, state, id)
 		}
 	}

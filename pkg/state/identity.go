@@ -43,25 +43,31 @@ func (b *Backend) IdentityShareable() error {
 
 // SyncIdentity makes the ctrl-exec pair in caDir (ctrl-exec.crt and .key,
 // and their .prev twins) what the shared backend holds, if it holds one
-// and its connection may carry the key; changed reports a rewrite. Files:
-// nothing to do.
-func (b *Backend) SyncIdentity(caDir string) (changed bool, err error) {
+// and its connection may carry the key. After a rewrite, serial is the
+// certificate's serial ("" when nothing changed). Files: nothing to do.
+func (b *Backend) SyncIdentity(caDir string) (serial string, err error) {
 	if b == nil || b.rotation == nil || b.rotation.keysAllowed() != nil {
-		return false, nil
+		return "", nil
 	}
 	data, _, err := b.rotation.identity()
 	if err != nil || data == nil {
-		return false, err
+		return "", err
 	}
 	id, err := rotation.ParseIdentity(data)
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", b.rotation.where(), err)
+		return "", fmt.Errorf("%s: %w", b.rotation.where(), err)
 	}
-	changed, err = rotation.WriteIdentity(caDir, id)
+	changed, err := rotation.WriteIdentity(caDir, id)
 	if err != nil {
-		return changed, fmt.Errorf("update the ctrl-exec certificate from %s: %w", b.rotation.where(), err)
+		return "", fmt.Errorf("update the ctrl-exec certificate from %s: %w", b.rotation.where(), err)
 	}
-	return changed, nil
+	if !changed {
+		return "", nil
+	}
+	if serial = id.Serial(); serial == "" {
+		serial = "?" // changed, whatever it holds
+	}
+	return serial, nil
 }
 
 // FollowIdentity is SyncIdentity for a long-running process (the API,
@@ -76,15 +82,11 @@ func (b *Backend) FollowIdentity(ctx context.Context, caDir string, changed func
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		b.rotation.watchIdentity(ctx, func() {
-			did, err := b.SyncIdentity(caDir)
+			serial, err := b.SyncIdentity(caDir)
 			if err != nil && ctx.Err() == nil {
 				warn(err)
 			}
-			if did {
-				serial := ""
-				if id, err := rotation.ReadIdentity(caDir); err == nil {
-					serial = id.Serial()
-				}
+			if serial != "" {
 				changed(serial)
 			}
 		})

@@ -34,14 +34,14 @@ func (e *env) stateBackend(configPath string, conf *config.Control) (*state.Back
 	e.state = b
 	// etcd: another node may have rotated the ctrl-exec certificate; agents
 	// told its serial refuse the old one, so take it before any dispatch.
-	changed, err := b.SyncIdentity(conf.CADir)
+	serial, err := b.SyncIdentity(conf.CADir)
 	switch {
 	case errors.Is(err, state.ErrUnavailable):
 		return nil, cliapp.Fatalf("%v", err)
 	case err != nil:
 		fmt.Fprintf(e.stderr, "Warning: %v\n", err)
-	case changed:
-		e.log.Info().Str("FROM", conf.StateBackend).Msg("ctrl-exec-identity-sync")
+	case serial != "":
+		e.log.Info().Str("SERIAL", serial).Msg("ctrl-exec-identity-sync")
 		rotation.ForgetSessions(nil, e.paths.StateDir(), e.warnSessionCache)()
 	}
 	return b, nil
