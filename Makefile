@@ -98,8 +98,9 @@ man-check:
 	done; echo "man pages render cleanly"
 
 # Static release builds for linux amd64, arm64, armv7, mipsle and mips (softfloat):
-# dist/ctrl-exec-<ver>-linux-<arch>.tar.gz (+ .sha256, SHA256SUMS, SIZES), each
-# with install.sh at its top beside bin/ man/ packaging/. DIST_ARCHS=amd64 for one.
+# dist/ctrl-exec-<ver>-linux-<arch>.tar.gz and ctrl-exec-noetcd-<ver>-linux-<arch>.tar.gz
+# (+ .sha256, SHA256SUMS, SIZES), each with install.sh at its top beside bin/ man/
+# packaging/. DIST_ARCHS=amd64 for one.
 DIST_ARCHS ?=
 dist:
 	GO=$(GO) sh packaging/dist.sh $(VERSION) $(COMMIT) $(DIST_ARCHS)

@@ -1,8 +1,12 @@
 #!/bin/sh
 # build.sh VERSION [ARCH...]: .deb, .apk and .ipk in dist/packages/ from the
-# static binaries make dist leaves in dist/ (ctrl-exec-linux-ARCH), with
-# nFPM (pinned; run with "go run", nothing to install). Shell completion is
-# generated once by the amd64 binary (the scripts are the same for every arch).
+# static binaries make dist leaves in dist/, with nFPM (pinned; run with
+# "go run", nothing to install). The .deb and .apk carry the standard build
+# (ctrl-exec-linux-ARCH: every role, etcd state backend included, as a control
+# host may need); the .ipk, for OpenWrt appliances, the noetcd build
+# (ctrl-exec-noetcd-linux-ARCH: 40% smaller, less memory). Shell completion is
+# generated once by the host's binary (the scripts are the same for every arch
+# and build).
 set -eu
 [ $# -ge 1 ] || { echo "usage: $0 VERSION [ARCH...]" >&2; exit 2; }
 version=$1
@@ -41,9 +45,19 @@ case $version in
 	;;
 esac
 
+# nfpm_config BINARY: nfpm.yaml for this arch and binary (nFPM expands the
+# environment in some fields only: paths are put in here).
+nfpm_config() {
+	sed -e "s|\${CTRL_EXEC_BIN}|$1|g" -e "s|\${CTRL_EXEC_GEN}|$gen|g" -e "s|\${CTRL_EXEC_IPK_ARCH}|$ipk|g" \
+		packaging/nfpm/nfpm.yaml
+}
+
 for arch in "$@"; do
 	bin=dist/ctrl-exec-linux-$arch
-	[ -x "$bin" ] || { echo "$0: no $bin: run make dist first" >&2; exit 1; }
+	lite=dist/ctrl-exec-noetcd-linux-$arch
+	for f in "$bin" "$lite"; do
+		[ -x "$f" ] || { echo "$0: no $f: run make dist first" >&2; exit 1; }
+	done
 	# nFPM's arch, and the names the package managers use. OpenWrt names
 	# its arches per CPU: the default is the commonest target of each (ipq40xx,
 	# filogic/mvebu, ramips mt7621, ath79); IPK_ARCH_<arch>=... overrides it.
@@ -57,13 +71,12 @@ for arch in "$@"; do
 	*) echo "$0: unknown arch $arch" >&2; exit 2 ;;
 	esac
 	eval "ipk=\${IPK_ARCH_$arch:-$ipk}"
-	# nFPM expands the environment in some fields only: paths are put in here.
-	sed -e "s|\${CTRL_EXEC_BIN}|$bin|g" -e "s|\${CTRL_EXEC_GEN}|$gen|g" -e "s|\${CTRL_EXEC_IPK_ARCH}|$ipk|g" \
-		packaging/nfpm/nfpm.yaml >dist/nfpm-$arch.yaml
-	for packager in deb ipk; do
-		NFPM_VERSION=$version NFPM_ARCH=$narch \
-			"$nfpm" package --config "dist/nfpm-$arch.yaml" --packager "$packager" --target "$out/" >/dev/null
-	done
+	nfpm_config "$bin" >dist/nfpm-$arch.yaml
+	nfpm_config "$lite" >dist/nfpm-$arch-ipk.yaml
+	NFPM_VERSION=$version NFPM_ARCH=$narch \
+		"$nfpm" package --config "dist/nfpm-$arch.yaml" --packager deb --target "$out/" >/dev/null
+	NFPM_VERSION=$version NFPM_ARCH=$narch \
+		"$nfpm" package --config "dist/nfpm-$arch-ipk.yaml" --packager ipk --target "$out/" >/dev/null
 	if [ "$apk" = yes ]; then
 		sed -e 's|^version_schema: semver$|version_schema: none\nrelease: "0"|' dist/nfpm-$arch.yaml >dist/nfpm-$arch-apk.yaml
 		NFPM_VERSION=$apkver NFPM_ARCH=$narch \

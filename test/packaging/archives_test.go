@@ -92,10 +92,21 @@ func gzipMembers(t *testing.T, data []byte) []map[string]member {
 }
 
 // packageData is the layout a package's data must have: install.sh's with
-// every role, and the service files of its system.
-func packageData(t *testing.T, arch, init string) layout {
+// every role, the service files of its system, and the binary of build
+// (standard or noetcd) for arch.
+func packageData(t *testing.T, build, arch, init string) layout {
 	ro := roles{control: true, api: true, agent: true, init: init, unitDir: "lib/systemd/system", helperTarget: "/usr/local/bin/ctrl-exec"}
-	return expected(t, ro, artefact(t, "ctrl-exec-linux-"+arch), filepath.Join(top, "dist/gen"))
+	return expected(t, ro, artefact(t, build+arch), filepath.Join(top, "dist/gen"))
+}
+
+// packedBinary is the ctrl-exec a package's data holds.
+func packedBinary(t *testing.T, what string, data map[string]member) []byte {
+	t.Helper()
+	m, ok := data["usr/local/bin/ctrl-exec"]
+	if !ok || !strings.HasPrefix(m.desc, "file ") {
+		t.Fatalf("%s: no usr/local/bin/ctrl-exec file (%q)", what, m.desc)
+	}
+	return m.body
 }
 
 // checkData compares an archive's data with want: every non-directory entry
@@ -167,7 +178,9 @@ func TestApkContents(t *testing.T) {
 					t.Errorf("%s is not %s", name, src)
 				}
 			}
-			checkData(t, "apk "+arch, files, packageData(t, arch, "openrc"))
+			// The standard build: Alpine hosts may be control hosts sharing state in etcd.
+			checkBuild(t, "apk "+arch, packedBinary(t, "apk "+arch, files), standard)
+			checkData(t, "apk "+arch, files, packageData(t, standard, arch, "openrc"))
 		})
 	}
 	if m, _ := filepath.Glob(filepath.Join(top, "dist/packages/*mips*.apk")); len(m) != 0 {
@@ -212,7 +225,9 @@ func TestIpkContents(t *testing.T) {
 			if diff := cmp.Diff(want, conf); diff != "" {
 				t.Errorf("conffiles (-want +got):\n%s", diff)
 			}
-			checkData(t, "ipk "+arch, files, packageData(t, arch, "procd"))
+			// The noetcd build: appliances are agents, short of flash and memory.
+			checkBuild(t, "ipk "+arch, packedBinary(t, "ipk "+arch, files), noetcd)
+			checkData(t, "ipk "+arch, files, packageData(t, noetcd, arch, "procd"))
 		})
 	}
 }
@@ -230,7 +245,9 @@ func TestDebArches(t *testing.T) {
 			if err := readTar(strings.NewReader(run(t, "", "dpkg-deb", "--fsys-tarfile", deb)), files); err != nil {
 				t.Fatal(err)
 			}
-			checkData(t, "deb "+arch, files, packageData(t, arch, "systemd"))
+			// The standard build: a .deb installs every role, a control host may need etcd.
+			checkBuild(t, "deb "+arch, packedBinary(t, "deb "+arch, files), standard)
+			checkData(t, "deb "+arch, files, packageData(t, standard, arch, "systemd"))
 		})
 	}
 }

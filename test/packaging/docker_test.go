@@ -116,7 +116,9 @@ func baseTar(t *testing.T) []byte {
 }
 
 // buildImages builds the base (once per machine) and the three images from
-// the amd64 release binary; a context holds only what the Dockerfiles copy.
+// the amd64 release binaries, as the Dockerfiles' comments say: the control
+// image from the standard build, the agent images from the noetcd build. A
+// context holds only what the Dockerfiles copy.
 func buildImages(t *testing.T) map[string]int64 {
 	t.Helper()
 	if _, err := dockerTry("image", "inspect", baseImage); err != nil {
@@ -124,12 +126,20 @@ func buildImages(t *testing.T) map[string]int64 {
 			t.Fatalf("docker import: %v", err)
 		}
 	}
-	ctx := t.TempDir()
-	run(t, "", "mkdir", "-p", ctx+"/bin", ctx+"/packaging")
-	run(t, "", "cp", artefact(t, "ctrl-exec-linux-amd64"), ctx+"/bin/ctrl-exec")
-	run(t, "", "cp", "-a", filepath.Join(top, "packaging/docker"), filepath.Join(top, "packaging/examples"), ctx+"/packaging/")
+	contexts := map[string]string{}
+	for _, build := range []string{standard, noetcd} {
+		ctx := t.TempDir()
+		run(t, "", "mkdir", "-p", ctx+"/bin", ctx+"/packaging")
+		run(t, "", "cp", artefact(t, build+"amd64"), ctx+"/bin/ctrl-exec")
+		run(t, "", "cp", "-a", filepath.Join(top, "packaging/docker"), filepath.Join(top, "packaging/examples"), ctx+"/packaging/")
+		contexts[build] = ctx
+	}
 	sizes := map[string]int64{}
 	for image, file := range map[string]string{controlImage: "Dockerfile.ctrl-exec", agentImage: "Dockerfile.agent", scratchImage: "Dockerfile.agent-scratch"} {
+		ctx := contexts[noetcd]
+		if image == controlImage {
+			ctx = contexts[standard]
+		}
 		docker(t, "build", "-q", "--network", "host", "--build-arg", "BASE="+baseImage,
 			"-f", ctx+"/packaging/docker/"+file, "-t", image, ctx)
 		size, _ := strconv.ParseInt(docker(t, "image", "inspect", "--format", "{{.Size}}", image), 10, 64)
@@ -273,6 +283,18 @@ func TestDockerImages(t *testing.T) {
 	sizes := buildImages(t)
 	for image, size := range sizes {
 		t.Logf("image %s: %d bytes (%.1f MB)", image, size, float64(size)/1e6)
+	}
+	// The agent images hold the noetcd build, the control image the standard
+	// one (its API nodes may share state in etcd); --version names the build.
+	for image, args := range map[string][]string{
+		controlImage: {"--entrypoint", "/usr/local/bin/ctrl-exec", controlImage, "--version"},
+		agentImage:   {"--entrypoint", "/usr/local/bin/ctrl-exec-agent", agentImage, "--version"},
+		scratchImage: {scratchImage, "--version"}, // the entrypoint is ctrl-exec-agent
+	} {
+		v := docker(t, append([]string{"run", "--rm", "--network", "none"}, args...)...)
+		if lite := strings.HasSuffix(v, ", noetcd)"); !strings.Contains(v, " version ") || lite != (image != controlImage) {
+			t.Errorf("%s: --version %q; want the noetcd build in the agent images only", image, v)
+		}
 	}
 	n := newNames(t)
 	apiPort, pairPort, agentPort, scratchPort := freePort(t), freePort(t), freePort(t), freePort(t)

@@ -18,7 +18,7 @@ import (
 // in-root path of its install.sh.
 func release(t *testing.T, r *rootfs) string {
 	t.Helper()
-	tarball := artefact(t, "ctrl-exec-*-linux-amd64.tar.gz")
+	tarball := artefact(t, tarballPattern(standard, "amd64"))
 	if err := os.MkdirAll(r.path("/root/release"), 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ package packaging
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"os/exec"
@@ -53,6 +54,57 @@ func artefact(t *testing.T, pattern string) string {
 		t.Fatalf("dist/%s: %d matches %q; run make dist packages", pattern, len(matches), matches)
 	}
 	return matches[0]
+}
+
+// The two builds make dist makes of each arch, by their bare binary in dist/.
+const (
+	standard = "ctrl-exec-linux-"        // every role, etcd state backend linked in
+	noetcd   = "ctrl-exec-noetcd-linux-" // built with -tags noetcd: agents, appliances
+)
+
+// linksEtcd reads, without running it (any arch), what the Go toolchain
+// recorded in a binary: whether it was built with the noetcd tag, and
+// whether any etcd module is linked in. what names the binary in failures.
+func linksEtcd(t *testing.T, what string, binary []byte) (taggedNoetcd, etcd bool) {
+	t.Helper()
+	bi, err := buildinfo.Read(bytes.NewReader(binary))
+	if err != nil {
+		t.Fatalf("%s: no Go build information: %v", what, err)
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-tags" {
+			for _, tag := range strings.Split(s.Value, ",") {
+				taggedNoetcd = taggedNoetcd || tag == "noetcd"
+			}
+		}
+	}
+	for _, d := range bi.Deps {
+		etcd = etcd || strings.HasPrefix(d.Path, "go.etcd.io/")
+	}
+	return taggedNoetcd, etcd
+}
+
+// checkBuild fails the test unless binary is the build wanted (standard or
+// noetcd): tagged so and, for noetcd, with no etcd module linked in.
+func checkBuild(t *testing.T, what string, binary []byte, want string) {
+	t.Helper()
+	tagged, etcd := linksEtcd(t, what, binary)
+	switch {
+	case want == noetcd && (!tagged || etcd):
+		t.Errorf("%s: the standard build (noetcd tag %v, etcd linked %v); want the noetcd build", what, tagged, etcd)
+	case want == standard && (tagged || !etcd):
+		t.Errorf("%s: the noetcd build (noetcd tag %v, etcd linked %v); want the standard build", what, tagged, etcd)
+	}
+}
+
+// readArtefact is the content of a file make dist / make packages left.
+func readArtefact(t *testing.T, pattern string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(artefact(t, pattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // run runs a command (5 minute limit) and returns stdout; it fails the test

@@ -1,7 +1,8 @@
 package packaging
 
-// The arm64 and mipsle release binaries under qemu-user: --version,
-// self-check, and a full pair, run and ping against the amd64 control host.
+// The arm64 and mipsle release binaries under qemu-user: --version of both
+// builds, and the noetcd build (what agents and appliances run) through
+// self-check and a full pair, run and ping against the amd64 control host.
 
 import (
 	"bytes"
@@ -79,11 +80,15 @@ func TestQemuCrossBuilds(t *testing.T) {
 		t.Run(tc.arch, func(t *testing.T) {
 			t.Parallel()
 			emu, _ := exec.LookPath(tc.emu)
-			ctl := newHost(t, artefact(t, "ctrl-exec-linux-amd64"), "", "")
-			agent := newHost(t, artefact(t, "ctrl-exec-linux-"+tc.arch), emu, "agent-"+tc.arch)
+			ctl := newHost(t, artefact(t, standard+"amd64"), "", "")
+			agent := newHost(t, artefact(t, noetcd+tc.arch), emu, "agent-"+tc.arch)
 
-			if v := agent.run("ctrl-exec-agent", "--version"); !strings.Contains(v, "linux/"+tc.arch) {
-				t.Errorf("--version under qemu: %q", v)
+			if v := agent.run("ctrl-exec-agent", "--version"); !strings.HasSuffix(strings.TrimSpace(v), "linux/"+tc.arch+", noetcd)") {
+				t.Errorf("--version of the noetcd build under qemu: %q", v)
+			}
+			full := newHost(t, artefact(t, standard+tc.arch), emu, "")
+			if v := full.run("ctrl-exec", "--version"); !strings.HasSuffix(strings.TrimSpace(v), "linux/"+tc.arch+")") {
+				t.Errorf("--version of the standard build under qemu: %q", v)
 			}
 			port := freePort(t)
 			agent.write("etc/ctrl-exec-agent/agent.conf", fmt.Sprintf("port = %d\ncert = %s\nkey = %s\nca = %s\n", port,
@@ -140,7 +145,7 @@ func TestQemuCrossBuilds(t *testing.T) {
 			if out := ctl.run("ctrl-exec", "run", target, "echo", "--", "from", tc.arch); !strings.Contains(out, "from "+tc.arch) {
 				t.Errorf("run:\n%s", out)
 			}
-			// Idle resident memory of the agent (qemu's own included), after the traffic.
+			// Idle resident memory of the noetcd agent (qemu's own included), after the traffic.
 			status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", serve.Process.Pid))
 			for _, l := range strings.Split(string(status), "\n") {
 				if strings.HasPrefix(l, "VmRSS:") {
