@@ -117,8 +117,11 @@ func newIndex(recs []registry.Record) *index {
 // case, or an address and port. The error is a registry that cannot be
 // read.
 func (s *Snapshot) Lookup(host, port string) ([]string, error) {
-	if s.reg != nil && registry.ValidHostname(host) {
-		// The common case, a registered name as typed: its file alone.
+	if _, isAddr := parseAddr(host); s.reg != nil && registry.ValidHostname(host) && !isAddr {
+		// The common case, a registered name as typed: its file alone. An
+		// address needs the whole registry anyway (its record may be named
+		// otherwise), which also finds a record named as the address: one
+		// read, not two (with etcd, one round trip a run fewer).
 		_, err := s.reg.Get(host)
 		var pathErr *fs.PathError
 		switch {

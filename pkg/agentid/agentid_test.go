@@ -154,3 +154,53 @@ func TestLookupUnreadableRegistry(t *testing.T) {
 		}
 	}
 }
+
+// countingStore is a registry.Store in memory that counts its reads.
+type countingStore struct {
+	recs        map[string][]byte
+	gets, lists int
+}
+
+func (c *countingStore) Get(h string) ([]byte, bool, error) {
+	c.gets++
+	d, ok := c.recs[h]
+	return d, ok, nil
+}
+func (c *countingStore) List() (map[string][]byte, error)                  { c.lists++; return c.recs, nil }
+func (c *countingStore) Update(string, func([]byte) ([]byte, error)) error { return nil }
+func (c *countingStore) Delete(string) ([]byte, bool, error)               { return nil, false, nil }
+func (c *countingStore) Where(h string) string                             { return h }
+
+// A target named as registered costs one read of its record; an address
+// costs one read of the whole registry and no lookup by name first (with
+// etcd each read is a round trip; an address named record is still found).
+func TestLookupReadsOnce(t *testing.T) {
+	store := &countingStore{recs: map[string][]byte{
+		"web-01":    []byte(`{"hostname":"web-01","ip":"10.0.0.5","port":"7443"}`),
+		"127.0.0.9": []byte(`{"hostname":"127.0.0.9","ip":"127.0.0.1","port":"7000"}`),
+	}}
+	p := &Policy{Mode: config.IdentityRegistry, Registry: registry.NewStore(store)}
+	type reads struct {
+		Names       []string
+		Gets, Lists int
+	}
+	for _, tt := range []struct {
+		host, port string
+		want       reads
+	}{
+		{"web-01", "7443", reads{[]string{"web-01"}, 1, 0}},
+		{"10.0.0.5", "7443", reads{[]string{"web-01"}, 0, 1}},
+		{"127.0.0.9", "1", reads{[]string{"127.0.0.9"}, 0, 1}},
+		{"::1", "7443", reads{nil, 0, 1}},
+		{"web-02", "7443", reads{nil, 1, 1}},
+	} {
+		store.gets, store.lists = 0, 0
+		names, err := p.Load().Lookup(tt.host, tt.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tt.want, reads{names, store.gets, store.lists}); diff != "" {
+			t.Errorf("Lookup(%q, %q) (-want +got):\n%s", tt.host, tt.port, diff)
+		}
+	}
+}
