@@ -126,6 +126,9 @@ func (m *Member) Kill() {
 	m.cmd = nil
 }
 
+// Running reports whether the member has been started and not killed.
+func (m *Member) Running() bool { return m.cmd != nil }
+
 // Restart starts a killed member again on the same ports and data.
 func (m *Member) Restart() {
 	m.t.Helper()
