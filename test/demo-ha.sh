@@ -10,10 +10,15 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${DEMO_BIN:-$here/bin} # the tests point it at the binary they built
 command -v etcd >/dev/null || { echo "demo-ha needs etcd on PATH (apt-get install etcd-server)" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/ctrl-exec-demo-ha.XXXXXX")
+# Ports below the kernel's ephemeral range: one inside it may be the local
+# end of an outgoing connection or its TIME_WAIT, which a connect does not
+# see but which makes etcd's bind fail (the tests' bursts leave thousands).
+read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || eph_lo=32768
+[ "$eph_lo" -gt 21000 ] 2>/dev/null || eph_lo=60000
 free_port() {
 	local p
 	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % (eph_lo - 20000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
 	done
 	echo "no free port found" >&2; exit 1
