@@ -51,6 +51,16 @@ type Snapshot struct {
 	once sync.Once
 	idx  *index
 	err  error
+	// looked holds the answers Prefetch found, by target; written only
+	// before the snapshot is handed on, so read without a lock.
+	looked map[target]answer
+}
+
+type target struct{ host, port string }
+
+type answer struct {
+	names []string
+	err   error
 }
 
 type index struct {
@@ -117,6 +127,25 @@ func newIndex(recs []registry.Record) *index {
 // case, or an address and port. The error is a registry that cannot be
 // read.
 func (s *Snapshot) Lookup(host, port string) ([]string, error) {
+	if a, ok := s.looked[target{host, port}]; ok {
+		return a.names, a.err
+	}
+	return s.lookup(host, port)
+}
+
+// Prefetch looks up every (hosts[i], ports[i]) now and keeps the answers
+// for Lookup, so that the registry reads of a call can overlap other work
+// (the API takes a run's locks meanwhile: with etcd both are round trips).
+// It must return before the snapshot is used elsewhere.
+func (s *Snapshot) Prefetch(hosts, ports []string) {
+	s.looked = make(map[target]answer, len(hosts))
+	for i, h := range hosts {
+		names, err := s.lookup(h, ports[i])
+		s.looked[target{h, ports[i]}] = answer{names, err}
+	}
+}
+
+func (s *Snapshot) lookup(host, port string) ([]string, error) {
 	if _, isAddr := parseAddr(host); s.reg != nil && registry.ValidHostname(host) && !isAddr {
 		// The common case, a registered name as typed: its file alone. An
 		// address needs the whole registry anyway (its record may be named

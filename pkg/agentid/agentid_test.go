@@ -204,3 +204,34 @@ func TestLookupReadsOnce(t *testing.T) {
 		}
 	}
 }
+
+// Prefetch does a call's registry reads up front (the API overlaps them
+// with taking the locks); Lookup then answers those targets without
+// reading again, the same as it would have, and still reads for others.
+func TestPrefetchAnswersLookup(t *testing.T) {
+	store := &countingStore{recs: map[string][]byte{
+		"web-01": []byte(`{"hostname":"web-01","ip":"10.0.0.5","port":"7443"}`),
+	}}
+	p := &Policy{Mode: config.IdentityRegistry, Registry: registry.NewStore(store)}
+	snap := p.Load()
+	snap.Prefetch([]string{"web-01", "10.0.0.5", "web-02"}, []string{"7443", "7443", "7443"})
+	gets, lists := store.gets, store.lists
+	if gets == 0 || lists == 0 {
+		t.Fatalf("Prefetch read %d records and %d lists, want both kinds of read", gets, lists)
+	}
+	for _, tt := range []struct {
+		host string
+		want []string
+	}{{"web-01", []string{"web-01"}}, {"10.0.0.5", []string{"web-01"}}, {"web-02", nil}} {
+		names, err := snap.Lookup(tt.host, "7443")
+		if err != nil || !cmp.Equal(names, tt.want) {
+			t.Errorf("Lookup(%q) after Prefetch: %q, %v; want %q", tt.host, names, err, tt.want)
+		}
+	}
+	if store.gets != gets || store.lists != lists {
+		t.Errorf("Lookup of prefetched targets read the registry again: %d→%d gets, %d→%d lists", gets, store.gets, lists, store.lists)
+	}
+	if names, _ := snap.Lookup("web-01", "9999"); !cmp.Equal(names, []string{"web-01"}) || store.gets == gets {
+		t.Errorf("a target not prefetched: %q after %d gets, want a fresh read naming web-01", names, store.gets-gets)
+	}
+}

@@ -155,7 +155,7 @@ func (c *Client) Do(ctx context.Context, t Target, method, path string, body []b
 	}
 	if t.Agents == nil && !t.Unregistered {
 		one := []Target{t}
-		if err := c.resolveIdentities(one); err != nil {
+		if err := c.resolveIdentities(one, nil); err != nil {
 			return Reply{}, err
 		}
 		t = one[0]
@@ -165,7 +165,7 @@ func (c *Client) Do(ctx context.Context, t Target, method, path string, body []b
 
 // fanOut prepares a call: checks the host count, loads the TLS material
 // and the registry once and resolves the targets.
-func (c *Client) fanOut(hosts []string) (*tls.Config, []Target, error) {
+func (c *Client) fanOut(hosts []string, snap *agentid.Snapshot) (*tls.Config, []Target, error) {
 	if len(hosts) > MaxHosts {
 		return nil, nil, ErrTooManyHosts
 	}
@@ -177,7 +177,7 @@ func (c *Client) fanOut(hosts []string) (*tls.Config, []Target, error) {
 	for i, h := range hosts {
 		targets[i] = c.Target(h)
 	}
-	if err := c.resolveIdentities(targets); err != nil {
+	if err := c.resolveIdentities(targets, snap); err != nil {
 		return nil, nil, err
 	}
 	return cfg, targets, nil
@@ -191,13 +191,16 @@ type RunRequest struct {
 	Username string // advisory, forwarded to the agent
 	Token    string // forwarded to the agent; never logged
 	ReqID    string // "" = a fresh one; every host shares it
+	// Identity is the registry as PrefetchIdentities read it for these
+	// hosts; nil: Run reads it.
+	Identity *agentid.Snapshot
 }
 
 // Run runs a script on every host at once (§10.2) and returns one result
 // per host in request order. The error is for the call as a whole, before
 // any connection: too many hosts, or TLS material that cannot be loaded.
 func (c *Client) Run(ctx context.Context, req RunRequest) ([]RunResult, error) {
-	cfg, targets, err := c.fanOut(req.Hosts)
+	cfg, targets, err := c.fanOut(req.Hosts, req.Identity)
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +325,7 @@ func (c *Client) Ping(ctx context.Context, hosts []string) ([]PingResult, error)
 // PingReqID is Ping with the request id given ("" = a fresh one), so a
 // caller can report the REQID its log lines carry.
 func (c *Client) PingReqID(ctx context.Context, hosts []string, reqid string) ([]PingResult, error) {
-	cfg, targets, err := c.fanOut(hosts)
+	cfg, targets, err := c.fanOut(hosts, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +400,7 @@ func takeTags(obj *wire.Object) map[string]string {
 // Capabilities asks every host for its allowlist at once (§10.6) and
 // returns one result per host in request order.
 func (c *Client) Capabilities(ctx context.Context, hosts []string) ([]CapResult, error) {
-	cfg, targets, err := c.fanOut(hosts)
+	cfg, targets, err := c.fanOut(hosts, nil)
 	if err != nil {
 		return nil, err
 	}

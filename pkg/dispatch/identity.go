@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"strings"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/agentid"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/tlsx"
 )
 
@@ -33,11 +34,13 @@ func (e *IdentityError) Error() string {
 // resolveIdentities fills in each target's Agents from the registry, or
 // marks it Unregistered under strict, and logs the unknown ones. Without a
 // checking policy it does nothing.
-func (c *Client) resolveIdentities(targets []Target) error {
+func (c *Client) resolveIdentities(targets []Target, snap *agentid.Snapshot) error {
 	if !c.Identity.Checks() {
 		return nil
 	}
-	snap := c.Identity.Load()
+	if snap == nil {
+		snap = c.Identity.Load()
+	}
 	for i := range targets {
 		t := &targets[i]
 		var err error
@@ -55,6 +58,23 @@ func (c *Client) resolveIdentities(targets []Target) error {
 		c.Log.Info().Str("TARGET", t.String()).Str("RESULT", "allowed").Msg("identity-unknown")
 	}
 	return nil
+}
+
+// PrefetchIdentities reads from the registry now what a later Run of hosts
+// will check (D-31), for RunRequest.Identity; nil when agents are not
+// checked. The API calls it while it takes the run's locks.
+func (c *Client) PrefetchIdentities(hosts []string) *agentid.Snapshot {
+	if !c.Identity.Checks() || len(hosts) > MaxHosts {
+		return nil
+	}
+	names, ports := make([]string, len(hosts)), make([]string, len(hosts))
+	for i, h := range hosts {
+		t := c.Target(h)
+		names[i], ports[i] = t.Host, t.Port
+	}
+	snap := c.Identity.Load()
+	snap.Prefetch(names, ports)
+	return snap
 }
 
 // checkIdentity makes conf's handshake refuse an agent whose certificate

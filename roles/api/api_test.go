@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/agentid"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	ops "github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
@@ -186,6 +187,8 @@ func (f *fakeFleet) Ping(ctx context.Context, hosts []string, opt ops.Options) (
 }
 
 func (f *fakeFleet) StoreTags(string, dispatch.CapResult) error { return nil }
+
+func (f *fakeFleet) PrefetchIdentities([]string) *agentid.Snapshot { return nil }
 
 func (f *fakeFleet) Capabilities(ctx context.Context, hosts []string) ([]dispatch.CapResult, error) {
 	f.mu.Lock()

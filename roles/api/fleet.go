@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/agentid"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	ops "github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
@@ -28,6 +29,9 @@ type fleet interface {
 	// StoreTags keeps the tags a capabilities result reported in the
 	// hostname's registry record.
 	StoreTags(hostname string, r dispatch.CapResult) error
+	// PrefetchIdentities reads the registry entries a Run of hosts will
+	// check (RunRequest.Identity); nil when agents are not checked.
+	PrefetchIdentities(hosts []string) *agentid.Snapshot
 }
 
 // agent is one registry entry as the API uses it.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/agentid"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/authhook"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/dispatch"
 	ops "github.com/ctrl-exec-go/ctrl-exec/pkg/fleet"
@@ -269,8 +270,13 @@ func (s *Server) pingFleet(ctx context.Context, hosts []string, f fleetFields, d
 // BeginRun), takes an in-flight slot, then runs.
 func (s *Server) lockAndRun(ctx context.Context, req dispatch.RunRequest, f fleetFields, rerunOf string) response {
 	req.ReqID = pki.NewReqID()
+	// The registry reads of the identity checks overlap taking the locks:
+	// with etcd both are round trips, and a run needs both before it starts.
+	prefetched := make(chan *agentid.Snapshot, 1)
+	go func() { prefetched <- s.fleet.PrefetchIdentities(req.Hosts) }()
 	held, conflicts, err := s.state.BeginRun(req.Hosts, req.Script, runstore.Record{ReqID: req.ReqID,
 		Script: req.Script, Hosts: req.Hosts, Args: req.Args, RerunOf: rerunOf}, s.log)
+	req.Identity = <-prefetched
 	if r, ok := unavailable(err); ok {
 		return r
 	}
