@@ -141,3 +141,26 @@ func FuzzLoadAllowlist(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSplitControlKV holds the hand-written ctrl-exec.conf line rule to the
+// upstream regexp it replaces, on any bytes.
+func FuzzSplitControlKV(f *testing.F) {
+	for _, seed := range []string{
+		"cert = /a", "key=/k", "ca=/c\r", "a = b = c", "read_timeout=  5 \t", "k =  ",
+		"k =\v", "k=\r", "k =", "k", "=v", "k-x = v", "k x = v", " k = v", "\tk=v",
+		"k = \xff\xfe ", "k\x00= v", "k = é ", "__ = _", "9 = 9", "k =  \x85",
+	} {
+		f.Add(seed)
+	}
+	re := regexp.MustCompile(controlKVPattern)
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.Contains(line, "\n") {
+			return // readLines splits on "\n": no line holds one
+		}
+		key, value, ok := splitControlKV(line)
+		m := re.FindStringSubmatch(line)
+		if ok != (m != nil) || ok && (key != m[1] || value != m[2]) {
+			t.Fatalf("splitControlKV(%q) = %q, %q, %v; the regexp says %q", line, key, value, ok, m)
+		}
+	})
+}
