@@ -24,6 +24,8 @@ type identityState struct {
 	roots *x509.CertPool // nil without a CA file
 	agent *tls.Config    // per-handshake config of AgentServerConfig
 	plain *tls.Config    // per-handshake config of PairingServerConfig / APIServerConfig
+	// verified remembers the client chains that verified against roots.
+	verified *chainMemo
 }
 
 // LoadIdentity reads a certificate, its key (PKCS#1 or PKCS#8 PEM) and, when
@@ -54,7 +56,7 @@ func (id *Identity) Reload(certFile, keyFile, caFile string) error {
 }
 
 func (id *Identity) set(cert tls.Certificate, roots *x509.CertPool) {
-	st := &identityState{cert: cert, roots: roots}
+	st := &identityState{cert: cert, roots: roots, verified: &chainMemo{roots: roots}}
 	st.agent = agentHandshakeConfig(st)
 	st.plain = plainHandshakeConfig(st)
 	id.cur.Store(st)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 )
@@ -65,7 +66,7 @@ func agentHandshakeConfig(st *identityState) *tls.Config {
 		ClientCAs:              st.roots, // advertised in the CertificateRequest
 		SessionTicketsDisabled: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if err := VerifyPeerChain(cs.PeerCertificates, st.roots); err != nil {
+			if err := st.verified.verify(cs.PeerCertificates, time.Now()); err != nil {
 				return fmt.Errorf("client certificate: %w", err)
 			}
 			return nil
@@ -210,22 +211,28 @@ func PairingClientConfig() *tls.Config {
 // VerifyPeerChain checks that certs (leaf first, then any intermediates the
 // peer sent) chain to roots, with no host name and any key usage.
 func VerifyPeerChain(certs []*x509.Certificate, roots *x509.CertPool) error {
+	_, err := verifyPeerChainAt(certs, roots, time.Now())
+	return err
+}
+
+// verifyPeerChainAt is VerifyPeerChain at time now, returning the chains.
+func verifyPeerChainAt(certs []*x509.Certificate, roots *x509.CertPool, now time.Time) ([][]*x509.Certificate, error) {
 	if len(certs) == 0 {
-		return errors.New("peer sent no certificate")
+		return nil, errors.New("peer sent no certificate")
 	}
 	if roots == nil {
-		return errors.New("no CA loaded to verify the peer against")
+		return nil, errors.New("no CA loaded to verify the peer against")
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	_, err := certs[0].Verify(x509.VerifyOptions{
+	return certs[0].Verify(x509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		CurrentTime:   now,
 	})
-	return err
 }
 
 // PeerSerialHex is the canonical serial (pki.SerialHex) of the peer's leaf
