@@ -165,6 +165,9 @@ func (c *Client) exchangeWithin(ctx context.Context, cfg *tls.Config, t Target, 
 	}
 	checkIdentity(conf, t)
 	slot := c.sessionSlot(conf, t)
+	if slot == nil || !slot.Holds() {
+		tlsx.PrefetchClientKey(conf) // a full handshake will sign
+	}
 	raw, conn, err := connect(ctx, conf, t)
 	var ie *IdentityError
 	if err != nil && !errors.As(err, &ie) && slot != nil && slot.Offered() && ctx.Err() == nil {

@@ -122,6 +122,17 @@ func (s *Slot) Offered() bool { return s.offered }
 // getting old; after a full handshake it always does.
 func (s *Slot) Resumed() { s.resumed = true }
 
+// Holds reports whether the cache has a session for this slot young
+// enough to be offered: when it has none the connection will make a full
+// handshake.
+func (s *Slot) Holds() bool {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[s.k]
+	return ok && c.now().Sub(e.saved) <= MaxAge
+}
+
 // Get implements tls.ClientSessionCache.
 func (s *Slot) Get(string) (*tls.ClientSessionState, bool) {
 	c := s.c

@@ -189,8 +189,17 @@ func TestEntriesExpireAndAreBounded(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	c := sessioncache.New(clock)
+	if c.For("me", srv.addr).Holds() {
+		t.Error("an empty cache holds a session")
+	}
 	srv.contact(t, c)
+	if !c.For("me", srv.addr).Holds() || c.For("someone else", srv.addr).Holds() {
+		t.Error("Holds does not say which slot has the session")
+	}
 	now = now.Add(sessioncache.MaxAge + time.Second)
+	if c.For("me", srv.addr).Holds() {
+		t.Error("Holds counts an entry older than MaxAge")
+	}
 	if _, ok := c.For("me", srv.addr).Get(""); ok {
 		t.Error("an entry older than MaxAge was offered")
 	}

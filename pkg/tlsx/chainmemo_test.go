@@ -1,9 +1,11 @@
 package tlsx
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,4 +70,32 @@ func TestChainMemoBounded(t *testing.T) {
 	if len(m.valid) != 1 {
 		t.Errorf("memo holds %d chains, want 1 after reaching %d", len(m.valid), memoEntries)
 	}
+}
+
+// PrefetchClientKey starts the config's one key parse in the background,
+// once however often it is called; a config without a lazy key is left
+// alone.
+func TestPrefetchClientKey(t *testing.T) {
+	t.Parallel()
+	parsed := make(chan struct{})
+	var calls atomic.Int32
+	k := &clientKey{pair: func() (*tls.Certificate, error) {
+		if calls.Add(1) == 1 {
+			close(parsed)
+		}
+		return &tls.Certificate{}, nil
+	}}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{PrivateKey: k}}}
+	PrefetchClientKey(cfg)
+	PrefetchClientKey(cfg.Clone()) // a connection's copy shares the loader
+	select {
+	case <-parsed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("PrefetchClientKey did not start the parse")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("key parsed %d times, want once", n)
+	}
+	PrefetchClientKey(&tls.Config{})                                    // no certificate
+	PrefetchClientKey(&tls.Config{Certificates: []tls.Certificate{{}}}) // no loader
 }
