@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -192,24 +194,39 @@ func handshakeCost(tb testing.TB, p *fleetPKI, rounds int) time.Duration {
 
 // BenchmarkSingleRun is `ctrl-exec run <host> true` against one real agent,
 // a fresh CLI process each time, RSA-4096 keys: a full handshake
-// (session_cache = off) and a resumed one (warm cache file), interleaved so
-// machine noise hits both alike. Metrics: full-median-ms, warm-median-ms and
-// their ratio warm/full.
+// (session_cache = off) and a resumed one (warm cache file), each with the
+// standard build and with a noetcd build of the CLI (made once here, as
+// make build-noetcd does, plus the test knobs), all four interleaved so
+// machine noise hits them alike. The agent is the standard build throughout.
+// Metrics: full-median-ms, warm-median-ms and their ratio warm/full, and
+// noetcd-full-median-ms, noetcd-warm-median-ms.
 func BenchmarkSingleRun(b *testing.B) {
 	p := sharedFleetPKI(b, 4096)
 	a := launchRealAgent(b, p, "agent-001")
 	if err := a.waitReady(60 * time.Second); err != nil {
 		b.Skip(err)
 	}
+	noetcd := buildNoetcd(b)
 	newControl := func(extra ...string) *Root {
 		dir := b.TempDir()
 		p.installControl(b, dir, extra...)
 		return &Root{Dir: dir, LogFile: dir + "/log", Hostname: "control"}
 	}
-	full, warm := newControl("session_cache = off"), newControl()
-	one := func(r *Root) time.Duration {
+	type variant struct {
+		root  *Root
+		bin   string // "" for the standard build
+		times []time.Duration
+	}
+	full, warm := &variant{root: newControl("session_cache = off")}, &variant{root: newControl()}
+	noetcdFull := &variant{root: newControl("session_cache = off"), bin: noetcd}
+	noetcdWarm := &variant{root: newControl(), bin: noetcd}
+	variants := []*variant{full, warm, noetcdFull, noetcdWarm}
+	one := func(v *variant) time.Duration {
 		var out, errOut bytes.Buffer
-		cmd := r.Command(context.Background(), "ctrl-exec", "run", a.target(), "true")
+		cmd := v.root.Command(context.Background(), "ctrl-exec", "run", a.target(), "true")
+		if v.bin != "" {
+			cmd.Path = v.bin // argv[0] still names the ctrl-exec role
+		}
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
@@ -217,18 +234,36 @@ func BenchmarkSingleRun(b *testing.B) {
 		}
 		return time.Since(start)
 	}
-	one(full)
-	one(warm) // fills the cache
-	fullTimes, warmTimes := make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)
+	for _, v := range variants {
+		one(v) // the warm ones fill their cache
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		fullTimes = append(fullTimes, one(full))
-		warmTimes = append(warmTimes, one(warm))
+		for _, v := range variants {
+			v.times = append(v.times, one(v))
+		}
 	}
-	f, w := median(fullTimes), median(warmTimes)
-	b.ReportMetric(float64(f)/float64(time.Millisecond), "full-median-ms")
-	b.ReportMetric(float64(w)/float64(time.Millisecond), "warm-median-ms")
-	b.ReportMetric(float64(w)/float64(f), "warm/full")
+	ms := func(v *variant) float64 { return float64(median(v.times)) / float64(time.Millisecond) }
+	b.ReportMetric(ms(full), "full-median-ms")
+	b.ReportMetric(ms(warm), "warm-median-ms")
+	b.ReportMetric(ms(warm)/ms(full), "warm/full")
+	b.ReportMetric(ms(noetcdFull), "noetcd-full-median-ms")
+	b.ReportMetric(ms(noetcdWarm), "noetcd-warm-median-ms")
+}
+
+// buildNoetcd builds the binary as the suite's (TestMain) but with the
+// noetcd tag, and returns its path.
+func buildNoetcd(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "ctrl-exec")
+	args := []string{"build", "-tags", releaseTags + ",ctrlexec_testknobs,noetcd", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, "..")...).CombinedOutput(); err != nil {
+		b.Fatalf("go build -tags noetcd: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func median(ds []time.Duration) time.Duration {
