@@ -95,8 +95,8 @@ func benchmarkFleet(b *testing.B, p *fleetPKI, sizes []int, warm bool) {
 				ctrl := mode.ctrl
 				b.Run(mode.name, func(b *testing.B) {
 					if ctrl == cached { // fill the cache before timing
-						if err := ctrl.Command(context.Background(), "ctrl-exec", mode.args...).Run(); err != nil {
-							b.Fatal(err)
+						if out, err := ctrl.Command(context.Background(), "ctrl-exec", mode.args...).CombinedOutput(); err != nil {
+							b.Fatalf("%v\n%s", err, tail(string(out)))
 						}
 						b.ResetTimer()
 					}
