@@ -396,6 +396,29 @@ func (a *realAgent) rssKiB() (int, error) {
 	return 0, errors.New("no VmRSS line")
 }
 
+// cpu is the on-CPU time of the agent process's own threads so far
+// (schedstat; the scripts it runs are not included).
+func (a *realAgent) cpu() (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", a.proc.Cmd.Process.Pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		data, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		ns, err := strconv.ParseInt(strings.Fields(string(data))[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", dir, err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}
+
 func readFileString(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
