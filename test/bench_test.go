@@ -6,8 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -226,7 +224,7 @@ func BenchmarkSingleRun(b *testing.B) {
 	if err := a.waitReady(60 * time.Second); err != nil {
 		b.Skip(err)
 	}
-	noetcd := buildNoetcd(b)
+	noetcd := buildBinary(b, releaseTags+",ctrlexec_testknobs,noetcd")
 	newControl := func(extra ...string) *Root {
 		dir := b.TempDir()
 		p.installControl(b, dir, extra...)
@@ -277,19 +275,6 @@ func BenchmarkSingleRun(b *testing.B) {
 
 // buildNoetcd builds the binary as the suite's (TestMain) but with the
 // noetcd tag, and returns its path.
-func buildNoetcd(b *testing.B) string {
-	b.Helper()
-	bin := filepath.Join(b.TempDir(), "ctrl-exec")
-	args := []string{"build", "-tags", releaseTags + ",ctrlexec_testknobs,noetcd", "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	if out, err := exec.Command("go", append(args, "..")...).CombinedOutput(); err != nil {
-		b.Fatalf("go build -tags noetcd: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)

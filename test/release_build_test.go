@@ -21,16 +21,7 @@ import (
 // knob's name is even in the binary, so no code in it can read one.
 func TestReleaseBuildIgnoresTestKnobs(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "ctrl-exec")
-	args := []string{"build", "-tags", releaseTags, "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race") // reuse the build cache of TestMain's build
-	}
-	build := exec.Command("go", append(args, "..")...)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t, releaseTags)
 
 	for _, b := range []struct {
 		path    string
@@ -80,14 +71,7 @@ func TestNoetcdBuild(t *testing.T) {
 	if strings.Contains(string(deps), "go.etcd.io/") {
 		t.Errorf("the noetcd build still links etcd:\n%s", grepLines(string(deps), "go.etcd.io/"))
 	}
-	bin := filepath.Join(t.TempDir(), "ctrl-exec")
-	args := []string{"build", "-tags", tags, "-o", bin}
-	if raceEnabled {
-		args = append(args, "-race") // reuse the build cache of TestMain's build
-	}
-	if out, err := exec.Command("go", append(args, "..")...).CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t, tags)
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil || !strings.Contains(string(out), ", noetcd)") {
 		t.Errorf("--version: %q, %v; want the noetcd flavour named", out, err)
@@ -118,4 +102,20 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(keep, "\n")
+}
+
+// buildBinary builds the multicall binary with tags into a temp dir, under
+// the race detector when the suite runs under it (so TestMain's build
+// cache serves it), and returns its path.
+func buildBinary(tb testing.TB, tags string) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "ctrl-exec")
+	args := []string{"build", "-tags", tags, "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, "..")...).CombinedOutput(); err != nil {
+		tb.Fatalf("go build -tags %s: %v\n%s", tags, err, out)
+	}
+	return bin
 }

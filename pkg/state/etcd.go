@@ -21,10 +21,6 @@ import (
 // answers 503, the CLI exits 255.
 var ErrUnavailable = etcdstate.ErrUnavailable
 
-// EtcdLinked reports whether this build has the etcd backend (the noetcd
-// build tag leaves it out).
-const EtcdLinked = true
-
 func openEtcd(conf *config.Control, now func() time.Time) (*Backend, error) {
 	c, err := etcdstate.Open(EtcdConfig(conf))
 	if err != nil {

@@ -13,10 +13,6 @@ import (
 // noetcd build has only the files, which are always there.
 var ErrUnavailable = errors.New("state backend unavailable")
 
-// EtcdLinked reports whether this build has the etcd backend (the noetcd
-// build tag leaves it out).
-const EtcdLinked = false
-
 // openEtcd refuses: this build was made without the etcd client, to keep
 // agents and appliances small.
 func openEtcd(conf *config.Control, _ func() time.Time) (*Backend, error) {
