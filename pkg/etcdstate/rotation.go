@@ -10,6 +10,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 // Rotation is §7.7's rotation state shared by every node: <prefix>rotation/state
@@ -19,8 +20,12 @@ import (
 // on the state key's revision, so two nodes never both rotate from one state.
 type Rotation struct{ C *Client }
 
-func (r Rotation) stateKey() string    { return r.C.prefix + "rotation/state" }
-func (r Rotation) identityKey() string { return r.C.prefix + "rotation/identity" }
+func (r Rotation) stateKey() string { return r.C.prefix + "rotation/state" }
+func (r Rotation) lockKey() string  { return r.C.prefix + "rotation/lock" }
+
+// IdentityKey is the key of the shared identity; its name is also the
+// additional data its sealing authenticates (pkg/rotation).
+func (r Rotation) IdentityKey() string { return r.C.prefix + "rotation/identity" }
 
 // Where names the state key for messages.
 func (r Rotation) Where() string { return "etcd key " + r.stateKey() }
@@ -36,7 +41,7 @@ func (r Rotation) Identity() ([]byte, int64, error) {
 	if err := r.C.KeysAllowed(); err != nil {
 		return nil, 0, err
 	}
-	return r.get(r.identityKey(), "read ctrl-exec identity")
+	return r.get(r.IdentityKey(), "read ctrl-exec identity")
 }
 
 func (r Rotation) get(k, op string) ([]byte, int64, error) {
@@ -60,7 +65,7 @@ func (r Rotation) Replace(rev int64, state, identity []byte) (bool, error) {
 		if err := r.C.KeysAllowed(); err != nil {
 			return false, err
 		}
-		ops = append(ops, clientv3.OpPut(r.identityKey(), string(identity)))
+		ops = append(ops, clientv3.OpPut(r.IdentityKey(), string(identity)))
 	}
 	return r.txn(r.stateKey(), rev, "write rotation state", ops...)
 }
@@ -70,7 +75,7 @@ func (r Rotation) SwapIdentity(rev int64, identity []byte) (bool, error) {
 	if err := r.C.KeysAllowed(); err != nil {
 		return false, err
 	}
-	return r.txn(r.identityKey(), rev, "write ctrl-exec identity", clientv3.OpPut(r.identityKey(), string(identity)))
+	return r.txn(r.IdentityKey(), rev, "write ctrl-exec identity", clientv3.OpPut(r.IdentityKey(), string(identity)))
 }
 
 func (r Rotation) txn(k string, rev int64, op string, ops ...clientv3.Op) (bool, error) {
@@ -92,19 +97,61 @@ func (r Rotation) WatchIdentity(ctx context.Context, changed func()) {
 		return
 	}
 	for ctx.Err() == nil {
-		// No WithRequireLeader: the client re-establishes the watch itself
-		// across a member's failure. Watch first, then read: no change
-		// falls between the two.
-		w := r.C.cli.Watch(ctx, r.identityKey())
+		// Read first, then watch from the revision after that read: a
+		// watch registers asynchronously, so watching first could miss a
+		// change made before it took hold.
+		gctx, cancel := r.C.opCtx()
+		resp, err := r.C.cli.Get(gctx, r.IdentityKey(), clientv3.WithKeysOnly())
+		cancel()
+		if err != nil {
+			pause(ctx, time.Second) // etcd out of reach: try again
+			continue
+		}
 		changed()
+		// No WithRequireLeader: the client re-establishes the watch itself
+		// across a member's failure.
+		w := r.C.cli.Watch(ctx, r.IdentityKey(), clientv3.WithRev(resp.Header.Revision+1))
 		for resp := range w {
 			if resp.Canceled {
-				break // compacted past our revision, say: watch afresh
+				break // compacted past our revision, say: read and watch afresh
 			}
 			changed()
 		}
 		pause(ctx, time.Second) // the client closed, say: not in a tight loop
 	}
+}
+
+// Exclusive runs fn holding the cluster-wide rotation mutex (<prefix>rotation/lock,
+// on this process's lease: a node that dies lets it go within LockTTL), so
+// rotation steps on different nodes never interleave. Within one process
+// the caller must also exclude (the flock on rotation.lock): every
+// goroutine shares the lease, and a mutex on one lease is not exclusive.
+func (r Rotation) Exclusive(fn func() error) error {
+	s, err := r.C.lockSession()
+	if err != nil {
+		return err
+	}
+	// Wait as long as the holder needs (a broadcast may be long), but not
+	// past the loss of our own lease.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	m := concurrency.NewMutex(s, r.lockKey())
+	if err := m.Lock(ctx); err != nil {
+		return r.C.unavailable("take the rotation lock "+r.lockKey(), err)
+	}
+	defer func() {
+		uctx, ucancel := r.C.opCtx()
+		defer ucancel()
+		m.Unlock(uctx) // on failure the lease still frees it
+	}()
+	return fn()
 }
 
 // ErrKeysNotAllowed is KeysAllowed's refusal.

@@ -280,6 +280,11 @@ func (r *Rotator) rotateLocked(rev int64) (Result, error) {
 		return Result{}, &Warning{Msg: "cert generation failed: " + err.Error()}
 	}
 
+	// A new identity this store cannot share would be undone by the next
+	// sync: change nothing (no serial used, no file touched).
+	if err := r.store().Shareable(); err != nil {
+		return Result{}, fmt.Errorf("not rotating the ctrl-exec certificate: %w", err)
+	}
 	// Everything rotation may replace, so a failure can put it all back.
 	var files []saved
 	for _, f := range []struct {
@@ -358,8 +363,13 @@ func (r *Rotator) rotateLocked(rev int64) (Result, error) {
 		var id *Identity
 		id, err = ReadIdentity(r.CADir)
 		if err == nil && id.Serial() != serial {
-			// Rewritten under us (another process synced this node).
 			err = fmt.Errorf("%s changed while rotating; not publishing it", r.CertPath())
+		}
+		if err == nil {
+			// Never publish a pair that does not belong together.
+			if _, perr := tls.X509KeyPair(id.Cert, id.Key); perr != nil {
+				err = fmt.Errorf("%s and %s do not match after rotating; not publishing them: %w", r.KeyPath(), r.CertPath(), perr)
+			}
 		}
 		if err == nil {
 			err = r.store().Replace(rev, state, id)
@@ -367,7 +377,15 @@ func (r *Rotator) rotateLocked(rev int64) (Result, error) {
 	}
 	if err != nil {
 		// Without rotation state no agent would ever hear of the new
-		// serial: put the old certificate back instead.
+		// serial: put the old certificate back instead; or, when another
+		// node rotated first, take its identity, which is now everyone's.
+		if errors.Is(err, ErrChanged) {
+			if took, serr := r.store().Resync(r.CADir); took && serr == nil {
+				return Result{}, err
+			} else if serr != nil {
+				r.Log.Error().Str("ERROR", serr.Error()).Msg("cert-rotation-fail")
+			}
+		}
 		restoreAll()
 		return Result{}, err
 	}

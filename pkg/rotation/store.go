@@ -20,10 +20,17 @@ type Store interface {
 	// Replace stores s, and the identity that goes with it unless id is
 	// nil, if the state is still at rev; ErrChanged if not.
 	Replace(rev int64, s *State, id *Identity) error
-	// Exclusive runs fn while no other rotation step on this store runs
-	// (files: the flock on rotation.lock). A shared store runs fn as it is:
-	// Replace's compare-and-swap is its exclusion.
+	// Exclusive runs fn while no other rotation step on this store runs:
+	// the flock on rotation.lock (this host), and for a shared store also
+	// its cluster-wide mutex (every node).
 	Exclusive(fn func() error) error
+	// Shareable is nil when a new identity may be made: checked before a
+	// rotation touches anything (files: always).
+	Shareable() error
+	// Resync, under Exclusive, makes caDir's pair the one the store holds
+	// (after a lost Replace: the winner's); false when it holds none
+	// (files: always).
+	Resync(caDir string) (bool, error)
 	// DropPrevious forgets the previous pair kept beside the current
 	// certificate certPEM, once no agent needs it (files: nothing to do).
 	DropPrevious(certPEM []byte) error
@@ -62,6 +69,12 @@ func (f FileStore) Exclusive(fn func() error) error {
 	lf.Close()
 	return atomicfile.WithLock(path, fn)
 }
+
+// Shareable: the files never leave this host.
+func (FileStore) Shareable() error { return nil }
+
+// Resync has nothing to take: this host's files are the identity.
+func (FileStore) Resync(string) (bool, error) { return false, nil }
 
 // DropPrevious has nothing to do: CleanupPrev removed the files.
 func (FileStore) DropPrevious([]byte) error { return nil }

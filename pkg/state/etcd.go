@@ -12,6 +12,7 @@ import (
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/config"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/etcdstate"
+	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/registry"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/runstore"
@@ -26,7 +27,7 @@ func openEtcd(conf *config.Control, now func() time.Time) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Etcd(c, now), nil
+	return Etcd(c, now, conf.CADir, conf.RotationFile), nil
 }
 
 // EtcdConfig is the etcd part of conf.
@@ -36,7 +37,9 @@ func EtcdConfig(conf *config.Control) etcdstate.Config {
 }
 
 // Etcd is the backend on an open etcd client; Close closes the client.
-func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
+// caDir holds ca.key (it seals the shared identity); rotation.lock beside
+// rotationFile keeps this host's rotation steps apart.
+func Etcd(c *etcdstate.Client, now func() time.Time, caDir, rotationFile string) *Backend {
 	runs := &etcdstate.Runs{C: c, Now: now}
 	return &Backend{
 		Name:         "etcd",
@@ -46,14 +49,29 @@ func Etcd(c *etcdstate.Client, now func() time.Time) *Backend {
 		Serials:      etcdstate.Serials{C: c},
 		PairingQueue: etcdstate.Queue{C: c, Now: now},
 		shared:       &etcdCluster{c: c, runs: runs},
-		rotation:     etcdRotation{etcdstate.Rotation{C: c}},
+		rotation:     &etcdRotation{r: etcdstate.Rotation{C: c}, caDir: caDir, file: rotationFile},
 	}
 }
 
-// etcdRotation is the rotation state and ctrl-exec identity in etcd.
-type etcdRotation struct{ r etcdstate.Rotation }
+// etcdRotation is the rotation state and ctrl-exec identity in etcd. The
+// identity is sealed under a key derived from ca.key (rotation.Seal): etcd
+// only ever holds ciphertext, and a value not sealed by this CA is refused.
+type etcdRotation struct {
+	r     etcdstate.Rotation
+	caDir string // ca.key and ca.crt (sealing, validation)
+	file  string // rotation.json: this host's rotation.lock is beside it
+}
 
-func (e etcdRotation) Load(log zerolog.Logger) (*rotation.State, int64, error) {
+// local is this host's flock on rotation.lock.
+func (e *etcdRotation) local() rotation.FileStore { return rotation.FileStore{Path: e.file} }
+
+func (e *etcdRotation) at(file string) sharedRotation {
+	c := *e
+	c.file = file
+	return &c
+}
+
+func (e *etcdRotation) Load(log zerolog.Logger) (*rotation.State, int64, error) {
 	data, rev, err := e.r.Load()
 	if err != nil || data == nil {
 		return nil, rev, err
@@ -69,10 +87,16 @@ func (e etcdRotation) Load(log zerolog.Logger) (*rotation.State, int64, error) {
 	return s, rev, nil
 }
 
-func (e etcdRotation) Replace(rev int64, s *rotation.State, id *rotation.Identity) error {
+func (e *etcdRotation) Replace(rev int64, s *rotation.State, id *rotation.Identity) error {
 	var idData []byte
 	if id != nil {
-		idData = id.Marshal()
+		ca, err := e.ca()
+		if err != nil {
+			return err
+		}
+		if idData, err = id.Seal(ca.Key, e.r.IdentityKey()); err != nil {
+			return err
+		}
 	}
 	ok, err := e.r.Replace(rev, s.Marshal(), idData)
 	if err == nil && !ok {
@@ -81,43 +105,149 @@ func (e etcdRotation) Replace(rev int64, s *rotation.State, id *rotation.Identit
 	return err
 }
 
-func (etcdRotation) Exclusive(fn func() error) error { return fn() }
+// Exclusive holds this host's flock on rotation.lock (other processes and
+// goroutines here: they share one etcd lease) and then the cluster-wide
+// mutex (other nodes) for the whole step.
+func (e *etcdRotation) Exclusive(fn func() error) error {
+	return e.local().Exclusive(func() error { return e.r.Exclusive(fn) })
+}
+
+// Shareable: the connection may carry the key and ca.key seals it.
+func (e *etcdRotation) Shareable() error {
+	if err := e.keysAllowed(); err != nil {
+		return err
+	}
+	_, err := e.ca()
+	return err
+}
+
+func (e *etcdRotation) Resync(caDir string) (bool, error) {
+	held, _, err := e.syncLocked(caDir)
+	return held && err == nil, err
+}
+
+func (e *etcdRotation) ca() (*pki.CA, error) {
+	ca, err := pki.LoadCA(pki.CAFilesIn(e.caDir))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoCAKey, err)
+	}
+	return ca, nil
+}
+
+// loadIdentity is the shared identity unsealed (nil when absent).
+func (e *etcdRotation) loadIdentity(ca *pki.CA) (*rotation.Identity, int64, error) {
+	data, rev, err := e.r.Identity()
+	if err != nil || data == nil {
+		return nil, rev, err
+	}
+	id, err := rotation.OpenIdentity(data, ca.Key, e.r.IdentityKey())
+	if err != nil {
+		return nil, rev, fmt.Errorf("%s: %w", e.where(), err)
+	}
+	return id, rev, nil
+}
+
+// publish stores id, sealed, whatever the identity key held.
+func (e *etcdRotation) publish(id *rotation.Identity) error {
+	ca, err := e.ca()
+	if err != nil {
+		return err
+	}
+	data, err := id.Seal(ca.Key, e.r.IdentityKey())
+	if err != nil {
+		return err
+	}
+	for {
+		_, rev, err := e.r.Identity()
+		if err != nil {
+			return err
+		}
+		if ok, err := e.r.SwapIdentity(rev, data); ok || err != nil {
+			return err
+		}
+	}
+}
+
+// syncLocked writes the shared identity into caDir once it is validated.
+// held: etcd holds one; serial: the certificate's when files changed.
+func (e *etcdRotation) syncLocked(caDir string) (held bool, serial string, err error) {
+	ca, err := e.ca()
+	if err != nil {
+		return false, "", err
+	}
+	id, _, err := e.loadIdentity(ca)
+	if err != nil || id == nil {
+		return false, "", err
+	}
+	min := ""
+	if st, _, err := e.Load(zerolog.Nop()); err != nil {
+		return true, "", err
+	} else if st != nil {
+		min = st.CurrentSerial
+	}
+	if err := id.Validate(ca.Cert, min); err != nil {
+		return true, "", fmt.Errorf("%s: %w; not installed", e.where(), err)
+	}
+	changed, err := rotation.WriteIdentity(caDir, id)
+	if err != nil {
+		return true, "", fmt.Errorf("update the ctrl-exec certificate from %s: %w", e.where(), err)
+	}
+	if !changed {
+		return true, "", nil
+	}
+	if serial = id.Serial(); serial == "" {
+		serial = "?" // changed, whatever it holds
+	}
+	return true, serial, nil
+}
+
+// sync is syncLocked under this host's rotation lock, so it never lands
+// between a rotation's key and certificate writes.
+func (e *etcdRotation) sync(caDir string) (serial string, err error) {
+	if _, err := e.ca(); err != nil {
+		return "", err // before the lock: it may not be ours to take either
+	}
+	err = e.local().Exclusive(func() error {
+		var err error
+		_, serial, err = e.syncLocked(caDir)
+		return err
+	})
+	return serial, err
+}
 
 // DropPrevious takes the previous pair out of the shared identity if it is
 // still the one beside certPEM; every node's sync then removes its copy.
-func (e etcdRotation) DropPrevious(certPEM []byte) error {
+func (e *etcdRotation) DropPrevious(certPEM []byte) error {
 	if e.keysAllowed() != nil {
 		return nil // never published here
 	}
+	ca, err := e.ca()
+	if err != nil {
+		return err
+	}
 	for {
-		data, rev, err := e.r.Identity()
-		if err != nil || data == nil {
+		id, rev, err := e.loadIdentity(ca)
+		if err != nil || id == nil {
 			return err
-		}
-		id, err := rotation.ParseIdentity(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", e.where(), err)
 		}
 		if id.PrevCert == nil || !bytes.Equal(id.Cert, certPEM) {
 			return nil
 		}
 		id.PrevCert, id.PrevKey = nil, nil
-		if ok, err := e.r.SwapIdentity(rev, id.Marshal()); ok || err != nil {
+		data, err := id.Seal(ca.Key, e.r.IdentityKey())
+		if err != nil {
+			return err
+		}
+		if ok, err := e.r.SwapIdentity(rev, data); ok || err != nil {
 			return err
 		}
 	}
 }
 
-func (e etcdRotation) where() string      { return "etcd key " + e.r.C.Prefix() + "rotation/identity" }
-func (e etcdRotation) keysAllowed() error { return e.r.C.KeysAllowed() }
+func (e *etcdRotation) where() string      { return "etcd key " + e.r.IdentityKey() }
+func (e *etcdRotation) keysAllowed() error { return e.r.C.KeysAllowed() }
 
-func (e etcdRotation) identity() ([]byte, int64, error) { return e.r.Identity() }
-
-func (e etcdRotation) swapIdentity(rev int64, data []byte) (bool, error) {
-	return e.r.SwapIdentity(rev, data)
-}
-
-func (e etcdRotation) watchIdentity(ctx context.Context, changed func()) {
+func (e *etcdRotation) watchIdentity(ctx context.Context, changed func()) {
 	e.r.WatchIdentity(ctx, changed)
 }
 

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -9,65 +10,69 @@ import (
 )
 
 // sharedRotation is a shared backend's rotation state (a rotation.Store)
-// and the ctrl-exec identity it publishes with each rotation.
+// and the ctrl-exec identity it publishes, sealed, with each rotation.
 type sharedRotation interface {
 	rotation.Store
+	// at is the same store with this host's lock beside rotation file.
+	at(file string) sharedRotation
 	// where names the identity's place for messages.
 	where() string
 	// keysAllowed is nil when the connection may carry a private key.
 	keysAllowed() error
-	identity() (data []byte, rev int64, err error)
-	swapIdentity(rev int64, data []byte) (bool, error)
+	// sync makes caDir's pair the shared one, validated, under this
+	// host's rotation lock; serial is set when files changed.
+	sync(caDir string) (serial string, err error)
+	// publish makes id the shared identity.
+	publish(id *rotation.Identity) error
 	// watchIdentity calls changed at once and after each change until ctx ends.
 	watchIdentity(ctx context.Context, changed func())
 }
 
+// errNoCAKey: this process cannot read ca.key, so it can neither open nor
+// seal the shared identity (nor write /etc/ctrl-exec).
+var errNoCAKey = errors.New("cannot use the shared ctrl-exec identity without the CA key")
+
 // RotationStore is where the rotation state lives: rotation.json at file
-// with the files backend, one key shared by every node with etcd.
+// with the files backend, one key shared by every node with etcd (with
+// this host's rotation.lock beside file).
 func (b *Backend) RotationStore(file string) rotation.Store {
 	if b == nil || b.rotation == nil {
 		return rotation.FileStore{Path: file}
 	}
-	return b.rotation
+	return b.rotation.at(file)
 }
 
 // IdentityShareable is nil when rotate-cert and setup-ctrl-exec may make a
 // new ctrl-exec identity: always with the files; with etcd only when its
-// connection may carry the private key (etcdstate's KeysAllowed).
+// connection may carry the private key (etcdstate's KeysAllowed) and this
+// process can read ca.key, which seals it.
 func (b *Backend) IdentityShareable() error {
 	if b == nil || b.rotation == nil {
 		return nil
 	}
-	return b.rotation.keysAllowed()
+	return b.rotation.Shareable()
 }
 
 // SyncIdentity makes the ctrl-exec pair in caDir (ctrl-exec.crt and .key,
-// and their .prev twins) what the shared backend holds, if it holds one
-// and its connection may carry the key. After a rewrite, serial is the
-// certificate's serial ("" when nothing changed). Files: nothing to do.
+// and their .prev twins) what the shared backend holds, if it holds one,
+// its connection may carry the key, and the pair is valid here (key and
+// certificate match, signed by this CA, not older than the rotation
+// state's current serial). After a rewrite, serial is the certificate's
+// serial ("" when nothing changed). A process that cannot read ca.key
+// cannot sync: it says so once. Files: nothing to do.
 func (b *Backend) SyncIdentity(caDir string) (serial string, err error) {
 	if b == nil || b.rotation == nil || b.rotation.keysAllowed() != nil {
 		return "", nil
 	}
-	data, _, err := b.rotation.identity()
-	if err != nil || data == nil {
-		return "", err
+	serial, err = b.rotation.sync(caDir)
+	if errors.Is(err, errNoCAKey) {
+		if b.noCAWarned.Swap(true) {
+			return "", nil
+		}
+		return "", fmt.Errorf("this node's ctrl-exec certificate is not kept in step with %s (only a user who can read ca.key and write %s can; run as root): %w",
+			b.rotation.where(), caDir, err)
 	}
-	id, err := rotation.ParseIdentity(data)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", b.rotation.where(), err)
-	}
-	changed, err := rotation.WriteIdentity(caDir, id)
-	if err != nil {
-		return "", fmt.Errorf("update the ctrl-exec certificate from %s: %w", b.rotation.where(), err)
-	}
-	if !changed {
-		return "", nil
-	}
-	if serial = id.Serial(); serial == "" {
-		serial = "?" // changed, whatever it holds
-	}
-	return serial, nil
+	return serial, err
 }
 
 // FollowIdentity is SyncIdentity for a long-running process (the API,
@@ -112,14 +117,5 @@ func (b *Backend) PublishIdentity(caDir string) error {
 		return err
 	}
 	id.PrevCert, id.PrevKey = nil, nil
-	for {
-		_, rev, err := b.rotation.identity()
-		if err != nil {
-			return err
-		}
-		ok, err := b.rotation.swapIdentity(rev, id.Marshal())
-		if ok || err != nil {
-			return err
-		}
-	}
+	return b.rotation.publish(id)
 }

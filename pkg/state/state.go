@@ -9,6 +9,7 @@ package state
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -76,6 +77,9 @@ type Backend struct {
 	// rotation is the shared rotation state and ctrl-exec identity; nil
 	// for files (rotation.json, and each host's own key files).
 	rotation sharedRotation
+	// noCAWarned: SyncIdentity has said once that this process cannot
+	// read ca.key.
+	noCAWarned atomic.Bool
 }
 
 // cluster is what only a shared backend has: elections among the nodes, a
