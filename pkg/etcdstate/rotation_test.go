@@ -68,3 +68,34 @@ func TestRotationReplaceIsCompareAndSwap(t *testing.T) {
 		t.Errorf("identity %q after a state-only replace", id)
 	}
 }
+
+// A change made right after the watcher's first read (here: during its
+// first call) is heard: the watch starts from the revision after the read,
+// however late it registers.
+func TestRotationWatchMissesNothing(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	a, b := etcdstate.Rotation{C: open(t, cl.Endpoints())}, etcdstate.Rotation{C: open(t, cl.Endpoints())}
+	calls := make(chan struct{}, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	first := true
+	go func() {
+		defer close(done)
+		b.WatchIdentity(ctx, func() {
+			if first {
+				first = false
+				if ok, err := a.SwapIdentity(0, []byte("id-1")); !ok || err != nil {
+					t.Errorf("swap: %v %v", ok, err)
+				}
+			}
+			calls <- struct{}{}
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	<-calls
+	select {
+	case <-calls:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the change made after the first read was never heard")
+	}
+}
