@@ -53,14 +53,15 @@ func (f fileSerial) Raise(n *big.Int) (bool, error) { return pki.RaiseSerial(str
 // Change is one thing Copy changed (or, in a dry run, would change).
 type Change struct {
 	Key    string // "agents/<hostname>", "ca/serial" or "rotation"
-	Action string // "add", "update" or "raise to <hex>"
+	Action string // "add", "update", "raise to <hex>" or "kept (why)"
+	Kept   bool   // nothing changes: the destination's is kept, and why
 }
 
 func (c Change) String() string { return c.Key + ": " + c.Action }
 
 // Copy makes to hold everything from holds: every registry record that
 // differs or is missing is written whole, the serial record is raised to
-// from's, and from's rotation state replaces to's when they differ (the
+// from's, and from's rotation state replaces to's when it is more recent (the
 // state alone: each node keeps its own key files). Records only in to are
 // kept, so running it again changes nothing (idempotent). With dryRun it
 // only says what it would change.
@@ -125,8 +126,9 @@ func normal(r registry.Record) string {
 	return string(b)
 }
 
-// copyRotation makes to's rotation state from's, unless from has none or
-// they are the same. A state that does not parse stops the copy.
+// copyRotation makes to's rotation state from's, unless from has none,
+// they are the same, or to's was rotated no earlier than from's (then the
+// Change says it was kept). A state that does not parse stops the copy.
 func copyRotation(from, to rotation.Store, dryRun bool) (*Change, error) {
 	if from == nil || to == nil {
 		return nil, nil
@@ -146,6 +148,12 @@ func copyRotation(from, to rotation.Store, dryRun bool) (*Change, error) {
 			if string(dst.Marshal()) == string(src.Marshal()) {
 				return nil
 			}
+			if !newer(src.RotatedAt, dst.RotatedAt) {
+				// An older state would roll back the cluster's rotation:
+				// agents would be told a serial no node holds any more.
+				ch = &Change{Key: "rotation", Kept: true, Action: fmt.Sprintf("kept (destination rotated_at %q is not older than the source's %q)", dst.RotatedAt, src.RotatedAt)}
+				return nil
+			}
 			action = "update"
 		}
 		if !dryRun {
@@ -157,6 +165,17 @@ func copyRotation(from, to rotation.Store, dryRun bool) (*Change, error) {
 		return nil
 	})
 	return ch, err
+}
+
+// newer reports whether ISO time a is after b; an unreadable time is never
+// newer, so a state is only replaced by one provably more recent.
+func newer(a, b string) bool {
+	ta, err := pki.ParseISOTime(a)
+	if err != nil {
+		return false
+	}
+	tb, err := pki.ParseISOTime(b)
+	return err != nil || ta.After(tb)
 }
 
 // loadRotation is Store.Load, with a state that does not parse an error

@@ -22,7 +22,8 @@ the last serial in /etc/ctrl-exec/ca.serial, and the rotation state in
 /var/lib/ctrl-exec/rotation.json) into etcd; export copies etcd's registry,
 serial counter and rotation state back into the files. Records that differ or are
 missing are written whole; records only at the destination are kept; the
-serial only ever goes up; the rotation state is replaced when it differs
+serial only ever goes up; the rotation state is replaced only when the source's rotated_at is more
+recent, otherwise the line "rotation: kept (...)" says why it was not
 (the ctrl-exec key files are not moved: rotate-cert shares them). Running it twice changes nothing the second time.
 --dry-run prints what would change and changes nothing.
 
@@ -60,6 +61,10 @@ func stateMigrate(e *env, c *cli.Context) error {
 		verb = "would "
 	}
 	for _, ch := range changes {
+		if ch.Kept {
+			fmt.Fprintf(e.stdout, "%s\n", ch) // the same in a dry run
+			continue
+		}
 		fmt.Fprintf(e.stdout, "%s%s\n", verb, ch)
 	}
 	if err != nil {
