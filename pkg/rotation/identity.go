@@ -105,35 +105,85 @@ func ReadIdentity(caDir string) (*Identity, error) {
 	return id, nil
 }
 
-// WriteIdentity makes caDir's four files hold id: each that differs is
-// replaced whole (atomicfile), a .prev file id has none of is removed.
-// changed reports whether anything was written or removed.
+// renameFile is os.Rename; tests make it fail.
+var renameFile = os.Rename
+
+// WriteIdentity makes caDir's four files hold id: every file that differs
+// is first written whole beside its place (a temp name), and only then are
+// they all moved in; a .prev file id has none of is removed. If a step
+// fails, the files already replaced get their old content back, so the
+// key and certificate are never left from different pairs. changed
+// reports whether anything was written or removed.
 func WriteIdentity(caDir string, id *Identity) (changed bool, err error) {
+	type step struct {
+		f       identityFile
+		old     []byte // nil: absent
+		tmp     string // "": remove f.path
+		applied bool
+	}
+	write := func(f identityFile, path string, data []byte) error {
+		if f.key {
+			return pki.WriteCtrlExecKey(path, data)
+		}
+		if err := atomicfile.Write(path, data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	}
+	var steps []*step
+	defer func() {
+		for _, st := range steps {
+			if st.tmp != "" && !st.applied {
+				os.Remove(st.tmp)
+			}
+		}
+	}()
 	for _, f := range identityFiles(caDir, id) {
 		old, err := os.ReadFile(f.path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return changed, err
+			return false, err
 		}
 		exists := err == nil
 		switch {
-		case f.data == nil && !exists:
+		case f.data == nil && !exists, exists && bytes.Equal(old, f.data):
 			continue
 		case f.data == nil:
-			if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return changed, err
-			}
-		case exists && bytes.Equal(old, f.data):
+			steps = append(steps, &step{f: f, old: old})
 			continue
-		case f.key:
-			if err := pki.WriteCtrlExecKey(f.path, f.data); err != nil {
-				return changed, err
-			}
-		default:
-			if err := atomicfile.Write(f.path, f.data, 0o644); err != nil {
-				return changed, fmt.Errorf("write %s: %w", f.path, err)
-			}
 		}
-		changed = true
+		st := &step{f: f, old: old, tmp: f.path + ".sync-tmp"}
+		if !exists {
+			st.old = nil
+		}
+		steps = append(steps, st)
+		if err := write(f, st.tmp, f.data); err != nil {
+			return false, err
+		}
 	}
-	return changed, nil
+	for _, st := range steps {
+		if st.tmp == "" {
+			err = os.Remove(st.f.path)
+			if errors.Is(err, fs.ErrNotExist) {
+				err = nil
+			}
+		} else if err = renameFile(st.tmp, st.f.path); err != nil {
+			err = fmt.Errorf("replace %s: %w", st.f.path, err)
+		}
+		if err != nil {
+			// Put back what was already replaced.
+			for _, done := range steps {
+				if !done.applied {
+					continue
+				}
+				if done.old == nil {
+					os.Remove(done.f.path)
+				} else if rerr := write(done.f, done.f.path, done.old); rerr != nil {
+					err = fmt.Errorf("%w; putting %s back also failed: %v", err, done.f.path, rerr)
+				}
+			}
+			return false, err
+		}
+		st.applied = true
+	}
+	return len(steps) > 0, nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/pki/pkitest"
@@ -94,5 +96,39 @@ func TestRotationNotShareableChangesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(c.r.StateFile); err == nil {
 		t.Error("a refused rotation wrote rotation state")
+	}
+}
+
+// A sync whose certificate cannot be moved in puts the key back: the pair
+// on disk is never the new key with the old certificate.
+func TestRotationWriteIdentityAllOrNothing(t *testing.T) {
+	c := newControl(t)
+	before, err := ReadIdentity(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wdir := t.TempDir()
+	c.ca.Issue(t, pkitest.Key(t, 2048, 1), "ctrl-exec", wdir+"/c.crt", wdir+"/c.key", 825)
+	wcert, _ := os.ReadFile(wdir + "/c.crt")
+	wkey, _ := os.ReadFile(wdir + "/c.key")
+	renameFile = func(from, to string) error {
+		if strings.HasSuffix(to, "ctrl-exec.crt") {
+			return errors.New("disk full")
+		}
+		return os.Rename(from, to)
+	}
+	defer func() { renameFile = os.Rename }()
+	if _, err := WriteIdentity(c.dir, &Identity{Cert: wcert, Key: wkey}); err == nil {
+		t.Fatal("WriteIdentity succeeded with the certificate unwritable")
+	}
+	after, err := ReadIdentity(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(after.Key, before.Key) || !bytes.Equal(after.Cert, before.Cert) {
+		t.Error("a failed WriteIdentity left the key and certificate from different pairs")
+	}
+	if m, _ := filepath.Glob(filepath.Join(c.dir, "*.sync-tmp")); len(m) > 0 {
+		t.Errorf("temp files left: %v", m)
 	}
 }
