@@ -261,6 +261,26 @@ func (s saved) write(data []byte) error {
 	return atomicfile.Write(s.path, data, s.mode)
 }
 
+// SavedPair is a ctrl-exec key and certificate as they were before
+// something replaced them (setup-ctrl-exec), to put back as they were.
+type SavedPair [2]saved
+
+// SavePair reads keyPath and certPath (either may be absent).
+func SavePair(keyPath, certPath string) (SavedPair, error) {
+	key, err := save(keyPath, 0)
+	if err != nil {
+		return SavedPair{}, err
+	}
+	cert, err := save(certPath, 0o644)
+	return SavedPair{key, cert}, err
+}
+
+// Restore puts both files back as they were: content, mode and group, or
+// absent.
+func (p SavedPair) Restore() error {
+	return errors.Join(p[0].restore(), p[1].restore())
+}
+
 // restore puts the file back as it was.
 func (s saved) restore() error {
 	if s.data == nil {

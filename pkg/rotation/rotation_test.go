@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -564,5 +565,61 @@ func TestRotateRefusesToStrandPendingAgents(t *testing.T) {
 	}
 	if got := c.log.lines("ACTION=cert-rotation-strand"); len(got) != 1 || !strings.Contains(got[0], "AGENTS=b-down,c-down") {
 		t.Errorf("log %q", got)
+	}
+}
+
+// SavePair and Restore put a ctrl-exec pair back exactly: content and
+// modes when it was there, absent when it was not, and a half pair as the
+// half it was (setup-ctrl-exec's undo when the new pair cannot be shared).
+func TestSavePairRestore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, cert := filepath.Join(dir, "ctrl-exec.key"), filepath.Join(dir, "ctrl-exec.crt")
+	for _, tt := range []struct {
+		name            string
+		oldKey, oldCert string // "" = absent
+	}{{"whole pair", "old key", "old cert"}, {"no pair", "", ""}, {"cert alone", "", "old cert"}} {
+		for p, content := range map[string]string{key: tt.oldKey, cert: tt.oldCert} {
+			os.Remove(p)
+			if content != "" {
+				if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if tt.oldCert != "" {
+			os.Chmod(cert, 0o644)
+		}
+		saved, err := SavePair(key, cert)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		os.WriteFile(key, []byte("new key"), 0o600)
+		os.WriteFile(cert, []byte("new cert"), 0o600)
+		if err := saved.Restore(); err != nil {
+			t.Fatalf("%s: Restore: %v", tt.name, err)
+		}
+		for p, want := range map[string]string{key: tt.oldKey, cert: tt.oldCert} {
+			got, err := os.ReadFile(p)
+			if want == "" {
+				if !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("%s: %s is %q, %v; want it absent", tt.name, filepath.Base(p), got, err)
+				}
+				continue
+			}
+			if string(got) != want {
+				t.Errorf("%s: %s is %q, want %q", tt.name, filepath.Base(p), got, want)
+			}
+		}
+		if tt.oldCert != "" {
+			if fi, err := os.Stat(cert); err != nil || fi.Mode().Perm() != 0o644 {
+				t.Errorf("%s: cert mode %v, %v; want 0644", tt.name, fi.Mode().Perm(), err)
+			}
+		}
+		if tt.oldKey != "" {
+			if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o640 {
+				t.Errorf("%s: key mode %v, %v; want 0640 (D-30)", tt.name, fi.Mode().Perm(), err)
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rs/zerolog"
 	"sync"
 
 	"github.com/ctrl-exec-go/ctrl-exec/pkg/rotation"
@@ -77,9 +78,10 @@ func (b *Backend) SyncIdentity(caDir string) (serial string, err error) {
 
 // FollowIdentity is SyncIdentity for a long-running process (the API,
 // pairing-mode): now, and again on every change etcd reports (a watch),
-// until stop. After each rewrite it calls changed (drop TLS sessions made
-// with the old certificate); each failure goes to warn. Files: nothing.
-func (b *Backend) FollowIdentity(ctx context.Context, caDir string, changed func(serial string), warn func(error)) (stop func()) {
+// until stop. Each rewrite is logged (ctrl-exec-identity-sync SERIAL=) and
+// followed by changed (drop TLS sessions made with the old certificate);
+// each failure is logged as ctrl-exec-identity-sync-error. Files: nothing.
+func (b *Backend) FollowIdentity(ctx context.Context, caDir string, log zerolog.Logger, changed func()) (stop func()) {
 	if b == nil || b.rotation == nil || b.rotation.keysAllowed() != nil {
 		return func() {}
 	}
@@ -89,10 +91,11 @@ func (b *Backend) FollowIdentity(ctx context.Context, caDir string, changed func
 		b.rotation.watchIdentity(ctx, func() {
 			serial, err := b.SyncIdentity(caDir)
 			if err != nil && ctx.Err() == nil {
-				warn(err)
+				log.Warn().Str("ERROR", err.Error()).Msg("ctrl-exec-identity-sync-error")
 			}
 			if serial != "" {
-				changed(serial)
+				log.Info().Str("SERIAL", serial).Msg("ctrl-exec-identity-sync")
+				changed()
 			}
 		})
 	})

@@ -37,9 +37,5 @@ func startRotationLoop(ctx context.Context, cfg *config.Control, e *env, session
 // files here, the next dispatch reads them, and TLS sessions made with the
 // old certificate are dropped. Files: nothing to follow.
 func followIdentity(ctx context.Context, cfg *config.Control, e *env, sessions *sessioncache.Cache, b *state.Backend) (stop func()) {
-	forget := rotation.ForgetSessions(sessions, e.paths.StateDir(), nil)
-	return b.FollowIdentity(ctx, cfg.CADir, func(serial string) {
-		e.log.Info().Str("SERIAL", serial).Msg("ctrl-exec-identity-sync")
-		forget()
-	}, func(err error) { e.log.Warn().Str("ERROR", err.Error()).Msg("ctrl-exec-identity-sync-error") })
+	return b.FollowIdentity(ctx, cfg.CADir, e.log, rotation.ForgetSessions(sessions, e.paths.StateDir(), nil))
 }

@@ -24,10 +24,7 @@ import (
 // the loop's TLS sessions are dropped as after its own rotation.
 func startCheckLoop(ctx context.Context, e *env, conf *config.Control) (stop func()) {
 	r := newRotator(e, conf)
-	stopFollow := e.state.FollowIdentity(ctx, conf.CADir, func(serial string) {
-		e.log.Info().Str("SERIAL", serial).Msg("ctrl-exec-identity-sync")
-		r.AfterRotate()
-	}, func(err error) { e.log.Warn().Str("ERROR", err.Error()).Msg("ctrl-exec-identity-sync-error") })
+	stopFollow := e.state.FollowIdentity(ctx, conf.CADir, e.log, r.AfterRotate)
 	stopLoop := rotation.StartLoop(ctx, conf, r, e.state.Elect("rotation")) // etcd: one node's loop at a time
 	return func() { stopLoop(); stopFollow() }
 }

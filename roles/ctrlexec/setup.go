@@ -126,9 +126,9 @@ func setupCtrlExec(e *env) error {
 		}
 	}
 
-	old, err := rotation.ReadIdentity(e.paths.ConfDir())
+	old, err := rotation.SavePair(keyPath, certPath)
 	if err != nil {
-		old = nil // nothing whole to put back
+		return cliapp.Fatalf("%v", err)
 	}
 
 	fmt.Fprintln(e.stdout, "Generating ctrl-exec certificate...")
@@ -145,7 +145,7 @@ func setupCtrlExec(e *env) error {
 	if err := b.PublishIdentity(e.paths.ConfDir()); err != nil {
 		// The other nodes would never get this one, and this node's next
 		// sync would undo it: put the old pair back.
-		if rerr := restoreIdentity(e.paths.ConfDir(), old, keyPath, certPath); rerr != nil {
+		if rerr := old.Restore(); rerr != nil {
 			return cliapp.Fatalf("ctrl-exec cert not shared: %v; putting the previous one back also failed: %v", err, rerr)
 		}
 		return cliapp.Fatalf("ctrl-exec cert not shared, the previous one is kept: %v", err)
@@ -153,20 +153,5 @@ func setupCtrlExec(e *env) error {
 	// A new ctrl-exec certificate: no cached TLS session may be offered again.
 	rotation.ForgetSessions(nil, e.paths.StateDir(), e.warnSessionCache)()
 	fmt.Fprintf(e.stdout, "ctrl-exec cert created:\n  Key:  %s\n  Cert: %s\nRun 'ctrl-exec pairing-mode' to re-pair agents as needed.\n", keyPath, certPath)
-	return nil
-}
-
-// restoreIdentity puts caDir's ctrl-exec pair back as it was (old), or
-// removes the new one when there was no whole pair before.
-func restoreIdentity(caDir string, old *rotation.Identity, keyPath, certPath string) error {
-	if old != nil {
-		_, err := rotation.WriteIdentity(caDir, old)
-		return err
-	}
-	for _, p := range []string{keyPath, certPath} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
 	return nil
 }
