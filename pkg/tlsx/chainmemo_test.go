@@ -32,6 +32,14 @@ func TestChainMemoRechecksTime(t *testing.T) {
 	if _, ok := m.valid[chainKey([]*x509.Certificate{leaf})]; !ok || len(m.valid) != 1 {
 		t.Fatalf("memo holds %d chains, want the leaf's alone", len(m.valid))
 	}
+	// The answer really comes from the memo: with the pool emptied a fresh
+	// verification would fail, yet the remembered chain still passes.
+	roots := m.roots
+	m.roots = x509.NewCertPool()
+	if err := m.verify([]*x509.Certificate{leaf}, now); err != nil {
+		t.Errorf("a remembered chain was verified again: %v", err)
+	}
+	m.roots = roots
 	for _, at := range []time.Time{leaf.NotAfter.Add(time.Second), leaf.NotBefore.Add(-time.Second)} {
 		var invalid x509.CertificateInvalidError
 		if err := m.verify([]*x509.Certificate{leaf}, at); !errors.As(err, &invalid) || invalid.Reason != x509.Expired {
