@@ -51,10 +51,7 @@ func TestRotationLostReplaceTakesWinner(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The winner: another pair from the same CA, with the old one as .prev.
-	wdir := t.TempDir()
-	c.ca.Issue(t, pkitest.Key(t, 2048, 1), "ctrl-exec", wdir+"/c.crt", wdir+"/c.key", 825)
-	wcert, _ := os.ReadFile(wdir + "/c.crt")
-	wkey, _ := os.ReadFile(wdir + "/c.key")
+	wcert, wkey := anotherPair(t, c)
 	winner := &Identity{Cert: wcert, Key: wkey, PrevCert: before.Cert, PrevKey: before.Key}
 	s := &sharedStore{FileStore: FileStore{Path: c.r.StateFile}, lose: true, winner: winner}
 	c.r.Store = s
@@ -107,10 +104,7 @@ func TestRotationWriteIdentityAllOrNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wdir := t.TempDir()
-	c.ca.Issue(t, pkitest.Key(t, 2048, 1), "ctrl-exec", wdir+"/c.crt", wdir+"/c.key", 825)
-	wcert, _ := os.ReadFile(wdir + "/c.crt")
-	wkey, _ := os.ReadFile(wdir + "/c.key")
+	wcert, wkey := anotherPair(t, c)
 	renameFile = func(from, to string) error {
 		if strings.HasSuffix(to, "ctrl-exec.crt") {
 			return errors.New("disk full")
@@ -131,4 +125,14 @@ func TestRotationWriteIdentityAllOrNothing(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(c.dir, "*.sync-tmp")); len(m) > 0 {
 		t.Errorf("temp files left: %v", m)
 	}
+}
+
+// anotherPair is a second ctrl-exec certificate and key from c's CA (PEM).
+func anotherPair(t *testing.T, c *control) (cert, key []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	c.ca.Issue(t, pkitest.Key(t, 2048, 1), "ctrl-exec", dir+"/c.crt", dir+"/c.key", 825)
+	cert, _ = os.ReadFile(dir + "/c.crt")
+	key, _ = os.ReadFile(dir + "/c.key")
+	return cert, key
 }

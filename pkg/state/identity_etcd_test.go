@@ -90,14 +90,7 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 func TestEtcdIdentitySealed(t *testing.T) {
 	cl := etcdtest.Start(t, 1)
 	src, _ := caDir(t, 0)
-	a := newNode(t, cl.Endpoints(), src)
-	for _, f := range []string{"ctrl-exec.crt", "ctrl-exec.key"} {
-		data, _ := os.ReadFile(filepath.Join(src, f))
-		os.WriteFile(filepath.Join(a.dir, f), data, 0o600)
-	}
-	if err := a.b.PublishIdentity(a.dir); err != nil {
-		t.Fatal(err)
-	}
+	a := publishingNode(t, cl.Endpoints(), src)
 	val := rawIdentity(t, a)
 	keyPEM, _ := os.ReadFile(filepath.Join(a.dir, "ctrl-exec.key"))
 	blk, _ := pem.Decode(keyPEM)
@@ -216,14 +209,7 @@ func TestEtcdRotationExclusiveAcrossNodes(t *testing.T) {
 func TestEtcdSyncWaitsForRotationLock(t *testing.T) {
 	cl := etcdtest.Start(t, 1)
 	src, _ := caDir(t, 0)
-	a := newNode(t, cl.Endpoints(), src)
-	for _, f := range []string{"ctrl-exec.crt", "ctrl-exec.key"} {
-		data, _ := os.ReadFile(filepath.Join(src, f))
-		os.WriteFile(filepath.Join(a.dir, f), data, 0o600)
-	}
-	if err := a.b.PublishIdentity(a.dir); err != nil {
-		t.Fatal(err)
-	}
+	a := publishingNode(t, cl.Endpoints(), src)
 	os.Remove(filepath.Join(a.dir, "ctrl-exec.key"))
 	os.Remove(filepath.Join(a.dir, "ctrl-exec.crt"))
 	file := filepath.Join(a.dir, "lib", "rotation.json")
@@ -293,4 +279,19 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// publishingNode is a node on src's CA holding src's ctrl-exec pair, which
+// it has published as the shared identity.
+func publishingNode(t *testing.T, endpoints []string, src string) *node {
+	t.Helper()
+	a := newNode(t, endpoints, src)
+	for _, f := range []string{"ctrl-exec.crt", "ctrl-exec.key"} {
+		data, _ := os.ReadFile(filepath.Join(src, f))
+		os.WriteFile(filepath.Join(a.dir, f), data, 0o600)
+	}
+	if err := a.b.PublishIdentity(a.dir); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
